@@ -1,0 +1,1 @@
+"""Collectors: everything that brings data into Onepane (OTLP receivers today)."""

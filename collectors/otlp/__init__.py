@@ -1,0 +1,1 @@
+"""OTLP receivers: decode OpenTelemetry exports into rows the store can append."""

@@ -1,0 +1,31 @@
+"""OTLP ``AnyValue`` / ``KeyValue`` lists turned into plain Python values, kept whole."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from typing import Any
+
+
+def any_value(value: Any) -> Any:
+    """One ``AnyValue`` as a JSON-ready Python value (bytes as base64, as OTLP/JSON does)."""
+    which = value.WhichOneof("value")
+    if which is None:
+        return None
+    if which == "array_value":
+        return [any_value(item) for item in value.array_value.values]
+    if which == "kvlist_value":
+        return attributes(value.kvlist_value.values)
+    if which == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
+    return getattr(value, which)
+
+
+def attributes(pairs: Iterable[Any]) -> dict[str, Any]:
+    """A repeated ``KeyValue`` as a dict; the common string case takes the short path."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        value = pair.value
+        text = value.string_value
+        out[pair.key] = text if text else any_value(value)
+    return out

@@ -1,0 +1,174 @@
+"""The OTLP wire rules shared by every signal: bodies, encodings, ids and status replies.
+
+OTLP/HTTP carries protobuf or JSON, optionally gzip-compressed. OTLP/JSON differs from the
+protobuf JSON mapping in one way that matters: trace and span ids are hex, not base64.
+Errors are answered with a ``google.rpc.Status`` in the request's own encoding.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from typing import Any, TypeVar
+
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from google.rpc import code_pb2, status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from onepane.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+M = TypeVar("M", bound=Message)
+
+
+def media_type(content_type: str | None) -> str:
+    """The OTLP encoding of a request from its Content-Type header; 415 for anything else."""
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    if kind in (PROTOBUF, JSON):
+        return kind
+    raise UnsupportedMediaType(
+        f"Content-Type {content_type or '(none)'!r} is not OTLP; send {PROTOBUF} or {JSON}"
+    )
+
+
+def decompress(body: bytes, encoding: str | None, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body after Content-Encoding, refusing more than ``limit`` bytes out."""
+    kind = (encoding or "identity").strip().lower()
+    if kind == "identity":
+        return body
+    if kind != "gzip":
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding!r} is not supported; send gzip or no encoding"
+        )
+    return _gunzip(body, limit)
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    out = bytearray()
+    data = body
+    while data:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(data, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise BadRequest(f"gzip body is corrupt: {exc}") from exc
+        if len(out) > limit:
+            raise PayloadTooLarge(
+                f"body is over {limit} bytes after gzip decompression; send smaller batches"
+            )
+        if not inflater.eof:
+            raise BadRequest("gzip body is truncated; send the whole compressed body")
+        data = inflater.unused_data
+    return bytes(out)
+
+
+def parse_protobuf(message_type: type[M], body: bytes) -> M:
+    """Parse a protobuf body, turning a decode failure into a 400 with the reason."""
+    try:
+        return message_type.FromString(body)
+    except DecodeError as exc:
+        raise BadRequest(
+            f"body is not a valid {message_type.DESCRIPTOR.name} protobuf message: {exc}"
+        ) from exc
+
+
+def load_json(body: bytes) -> dict[str, Any]:
+    """The top-level JSON object of an OTLP/JSON body."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise BadRequest("OTLP/JSON body must be a JSON object")
+    return document
+
+
+def parse_json_message(message_type: type[M], document: dict[str, Any]) -> M:
+    """An OTLP/JSON document (ids already base64) as a message; unknown fields are ignored."""
+    try:
+        return json_format.ParseDict(document, message_type(), ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
+        name = message_type.DESCRIPTOR.name
+        raise BadRequest(f"body is not a valid OTLP/JSON {name}: {exc}") from exc
+
+
+def hex_id_to_base64(value: Any, field: str) -> str:
+    """An OTLP/JSON hex id (any case) in the base64 form protobuf's JSON parser expects."""
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be a hex string, got {type(value).__name__}")
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise ValueError(f"{field} {value[:40]!r} is not hex") from None
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _fix_ids(item: dict[str, Any], fields: tuple[tuple[str, str], ...]) -> None:
+    for camel, snake in fields:
+        for key in (camel, snake):
+            if key in item and item[key] != "":
+                item[key] = hex_id_to_base64(item[key], camel)
+
+
+_SPAN_IDS = (("traceId", "trace_id"), ("spanId", "span_id"), ("parentSpanId", "parent_span_id"))
+_LINK_IDS = (("traceId", "trace_id"), ("spanId", "span_id"))
+
+
+def _children(item: Any, camel: str, snake: str) -> list[Any]:
+    if not isinstance(item, dict):
+        return []
+    value = item.get(camel, item.get(snake))
+    return value if isinstance(value, list) else []
+
+
+def traces_from_json(body: bytes) -> tuple[ExportTraceServiceRequest, int, list[str]]:
+    """An OTLP/JSON trace export; spans with unreadable ids are dropped and described."""
+    document = load_json(body)
+    rejected, messages = 0, []
+    for resource_spans in _children(document, "resourceSpans", "resource_spans"):
+        for scope_spans in _children(resource_spans, "scopeSpans", "scope_spans"):
+            spans = _children(scope_spans, "spans", "spans")
+            kept = []
+            for span in spans:
+                try:
+                    _fix_ids(span, _SPAN_IDS)
+                    for link in _children(span, "links", "links"):
+                        _fix_ids(link, _LINK_IDS)
+                except ValueError as exc:
+                    rejected += 1
+                    messages.append(f"span {span.get('name', '')!r}: {exc}")
+                    continue
+                kept.append(span)
+            spans[:] = kept
+    return parse_json_message(ExportTraceServiceRequest, document), rejected, messages
+
+
+def encode_message(message: Message, media: str) -> bytes:
+    """A response message in the request's encoding (OTLP/JSON or protobuf)."""
+    if media == JSON:
+        return json_format.MessageToJson(message, indent=None).encode()
+    return message.SerializeToString()
+
+
+GRPC_CODE_FOR_HTTP = {
+    400: code_pb2.INVALID_ARGUMENT,
+    404: code_pb2.NOT_FOUND,
+    405: code_pb2.UNIMPLEMENTED,
+    411: code_pb2.INVALID_ARGUMENT,
+    413: code_pb2.INVALID_ARGUMENT,
+    415: code_pb2.INVALID_ARGUMENT,
+    429: code_pb2.RESOURCE_EXHAUSTED,
+    500: code_pb2.INTERNAL,
+    503: code_pb2.UNAVAILABLE,
+}
+
+
+def status_body(http_status: int, message: str, media: str) -> bytes:
+    """A ``google.rpc.Status`` error body for an HTTP status."""
+    code = GRPC_CODE_FOR_HTTP.get(http_status, code_pb2.UNKNOWN)
+    return encode_message(status_pb2.Status(code=code, message=message), media)

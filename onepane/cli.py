@@ -1,0 +1,209 @@
+"""The `onepane` command: serve, up, demo. Errors become one line and an exit code here."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from onepane import __version__
+from onepane.errors import ConfigError, OnepaneError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except OnepaneError as exc:
+        print(f"onepane: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onepane",
+        description="One observability and FinOps layer for apps, ML models and data pipelines.",
+    )
+    parser.add_argument("--version", action="version", version=f"onepane {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the server: OTLP receiver, store and API")
+    _serve_flags(serve)
+    serve.set_defaults(run=_run_serve)
+
+    up = commands.add_parser(
+        "up", help="start Onepane on this machine (with --demo: and a demo company)"
+    )
+    _serve_flags(up)
+    up.add_argument("--demo", action="store_true", help="also run the simulated demo company")
+    up.add_argument("--demo-rate", type=float, default=20.0, help="demo traces/s at peak (20)")
+    up.set_defaults(run=_run_up)
+
+    demo = commands.add_parser("demo", help="run the simulated company against a server")
+    demo.add_argument(
+        "--endpoint",
+        default="http://127.0.0.1:4318",
+        help="OTLP/HTTP base URL of the server (http://127.0.0.1:4318)",
+    )
+    demo.add_argument("--rate", type=float, default=20.0, help="traces/s at the daily peak (20)")
+    demo.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable run")
+    demo.add_argument(
+        "--day-seconds",
+        type=float,
+        default=600.0,
+        help="real seconds one simulated day lasts (600)",
+    )
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop after this many seconds (default: run until interrupted)",
+    )
+    demo.set_defaults(run=_run_demo)
+    return parser
+
+
+def _serve_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=Path(".onepane/onepane.duckdb"),
+        help="DuckDB file (./.onepane/onepane.duckdb)",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (127.0.0.1; 0.0.0.0 for every interface)",
+    )
+    parser.add_argument("--otlp-http-port", type=int, default=4318, help="OTLP/HTTP port (4318)")
+    parser.add_argument("--api-port", type=int, default=8320, help="HTTP API port (8320)")
+    parser.add_argument(
+        "--decoders",
+        type=int,
+        default=None,
+        help="decoder processes (default: one per core; 0 decodes in-process)",
+    )
+    parser.add_argument(
+        "--queue-spans",
+        type=int,
+        default=200_000,
+        help="spans the write queue holds before answering 429 (200000)",
+    )
+    parser.add_argument("--memory-limit", default="512MB", help="DuckDB memory limit (512MB)")
+
+
+def _config(args: argparse.Namespace):
+    from onepane.server import ServeConfig
+
+    if args.queue_spans < 1:
+        raise ConfigError("--queue-spans must be at least 1")
+    if args.decoders is not None and args.decoders < 0:
+        raise ConfigError("--decoders must be 0 or more")
+    return ServeConfig(
+        db=args.db,
+        host=args.host,
+        otlp_http_port=args.otlp_http_port,
+        api_port=args.api_port,
+        decoders=args.decoders,
+        queue_spans=args.queue_spans,
+        commit_spans=min(100_000, args.queue_spans),
+        memory_limit=args.memory_limit,
+    )
+
+
+def _until_stopped(stop: threading.Event) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+
+
+def _start_server(args: argparse.Namespace):
+    from onepane.server import OnepaneServer
+
+    server = OnepaneServer(_config(args))
+    server.start()
+    print(
+        f"onepane: serving OTLP/HTTP on {server.otlp_http_url}/v1/traces, "
+        f"API on {server.api_url}, store {args.db}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return server
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    server = _start_server(args)
+    try:
+        _until_stopped(threading.Event())
+    finally:
+        server.stop()
+    return 0
+
+
+def _run_up(args: argparse.Namespace) -> int:
+    server = _start_server(args)
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        if args.demo:
+            children.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "onepane",
+                        "demo",
+                        "--endpoint",
+                        server.otlp_http_url,
+                        "--rate",
+                        str(args.demo_rate),
+                    ]
+                )
+            )
+            print(
+                f"onepane: demo company started; try {server.api_url}/api/v1/traces/<trace id>",
+                file=sys.stderr,
+                flush=True,
+            )
+        _until_stopped(threading.Event())
+    finally:
+        for child in children:
+            child.terminate()
+            child.wait(15)
+        server.stop()
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from onepane.demo import DemoCompany, DemoConfig
+
+    company = DemoCompany(
+        DemoConfig(
+            endpoint=args.endpoint.rstrip("/"),
+            rate=args.rate,
+            seed=args.seed,
+            day_seconds=args.day_seconds,
+        )
+    )
+    stop = threading.Event()
+    if args.duration is not None:
+        threading.Timer(args.duration, stop.set).start()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"onepane: demo company sending to {args.endpoint}", file=sys.stderr, flush=True)
+    try:
+        company.run(stop)
+    finally:
+        company.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

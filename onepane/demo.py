@@ -1,0 +1,564 @@
+"""A simulated company that sends realistic traces through the real OpenTelemetry SDK.
+
+The company runs a shop: a web frontend and a checkout API (apps), a fraud model and a
+GPU recommendation model (models) and a nightly ETL cron job (a pipeline). Each service
+has its own ``TracerProvider`` whose ``Resource`` carries the Kubernetes identity that
+Onepane joins on (namespace, deployment or cronjob/job, pod, node) plus the owning team
+(``onepane.team``). Spans are created with explicit timestamps, so the simulation never
+sleeps, and are exported with ``OTLPSpanExporter`` over OTLP/HTTP (protobuf), exactly as
+a real instrumented service would send them.
+
+Everything random (latencies, failures, features, ids, pod names) comes from one
+``random.Random(seed)``: the same seed and the same timestamps give the same traces.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.trace import (
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    Tracer,
+    format_trace_id,
+    set_span_in_context,
+)
+from opentelemetry.util.types import AttributeValue
+
+__all__ = ["DemoCompany", "DemoConfig", "traffic_rate"]
+
+_MS = 1_000_000
+_S = 1_000_000_000
+_EXPORT_TIMEOUT_S = 10
+_POD_HASH_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what Kubernetes uses for pod names
+_CLUSTER = "prod-eu-1"
+_CHECKOUT_SHARE = 0.4
+_CHECKOUT_FAILURE_RATE = 0.02
+_SLOW_FRAUD_RATE = 0.05
+_FRAUD_MODEL_VERSION = "3.2.0"
+_RECSYS_MODEL_VERSION = "2.1.0"
+
+Attrs = dict[str, AttributeValue]
+# A piece of work inside a span: (parent context, start ns) -> (end ns, error message or None)
+Body = Callable[[Context, int], tuple[int, str | None]]
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Settings of the simulated company."""
+
+    endpoint: str = "http://127.0.0.1:4318"  # OTLP/HTTP base URL
+    rate: float = 20.0  # mean traces per second at the daily peak
+    seed: int | None = None
+    day_seconds: float = 600.0  # one simulated "day" lasts this many real seconds
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0:
+            raise ValueError(f"demo rate must be > 0 traces/s, got {self.rate}")
+        if self.day_seconds <= 0:
+            raise ValueError(f"demo day_seconds must be > 0, got {self.day_seconds}")
+
+
+@dataclass(frozen=True)
+class _Service:
+    name: str
+    version: str
+    namespace: str
+    team: str
+    node: str
+
+
+_SERVICES = (
+    _Service("web-frontend", "2.14.1", "shop", "storefront", "node-1"),
+    _Service("checkout-api", "1.8.3", "shop", "payments", "node-2"),
+    _Service("recommendations-api", "1.3.0", "shop", "storefront", "node-3"),
+    _Service("fraud-model", _FRAUD_MODEL_VERSION, "ml", "ml-platform", "node-2"),
+    _Service("recsys-model", _RECSYS_MODEL_VERSION, "ml", "ml-platform", "gpu-node-1"),
+)
+_PIPELINE = _Service("nightly-etl", "0.9.4", "data", "data", "node-3")
+_NAMESPACES = {svc.name: svc.namespace for svc in _SERVICES}
+
+
+class QueryCanceledError(Exception):
+    """What the simulated Postgres driver raises on a statement timeout."""
+
+
+class PaymentGatewayError(Exception):
+    """What the simulated payment client raises when the card processor fails."""
+
+
+def traffic_rate(config: DemoConfig, elapsed_s: float) -> float:
+    """Mean traces per second ``elapsed_s`` real seconds after start.
+
+    A sinusoid over one simulated day that starts at 60% of peak and rising, reaches
+    ``config.rate`` and never drops below 20% of it.
+    """
+    phase = 2 * math.pi * elapsed_s / config.day_seconds
+    return config.rate * (0.6 + 0.4 * math.sin(phase))
+
+
+class _SeededIds(IdGenerator):
+    """Trace and span ids drawn from the company's own random generator."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+
+    def generate_span_id(self) -> int:
+        return self._rng.getrandbits(64) or 1
+
+    def generate_trace_id(self) -> int:
+        return self._rng.getrandbits(128) or 1
+
+    def is_trace_id_random(self) -> bool:
+        return True
+
+
+class DemoCompany:
+    """A shop whose services, models and pipeline emit traces to an OTLP endpoint.
+
+    Not meant to be shared between threads beyond one ``run`` loop plus direct
+    ``emit_*`` calls, which a lock serialises.
+    """
+
+    def __init__(self, config: DemoConfig) -> None:
+        self._config = config
+        self._rng = random.Random(config.seed)
+        self._ids = _SeededIds(self._rng)
+        self._lock = threading.Lock()
+        self._providers: dict[str, TracerProvider] = {}
+        self._tracers: dict[str, Tracer] = {}
+        self._pods: dict[str, str] = {}
+        for svc in _SERVICES:
+            self._add_service(svc)
+        self._pipeline_provider: TracerProvider | None = None
+
+    @property
+    def pods(self) -> dict[str, str]:
+        """Pod name of each long-running service (service name -> pod name)."""
+        return dict(self._pods)
+
+    # -- providers and resources -------------------------------------------------------
+
+    def _add_service(self, svc: _Service) -> None:
+        replicaset = f"{svc.name}-{self._random_chars(9)}"
+        pod = f"{replicaset}-{self._random_chars(5)}"
+        workload = {"k8s.deployment.name": svc.name, "k8s.replicaset.name": replicaset}
+        provider = self._new_provider(_resource(svc, pod, workload))
+        self._pods[svc.name] = pod
+        self._providers[svc.name] = provider
+        self._tracers[svc.name] = provider.get_tracer("onepane.demo", svc.version)
+
+    def _new_provider(self, resource: Resource) -> TracerProvider:
+        exporter = OTLPSpanExporter(
+            endpoint=f"{self._config.endpoint.rstrip('/')}/v1/traces",
+            timeout=_EXPORT_TIMEOUT_S,
+        )
+        processor = BatchSpanProcessor(
+            exporter,
+            max_queue_size=8192,
+            schedule_delay_millis=500,
+            export_timeout_millis=_EXPORT_TIMEOUT_S * 1000,
+        )
+        provider = TracerProvider(resource=resource, id_generator=self._ids)
+        provider.add_span_processor(processor)
+        return provider
+
+    def _pipeline_tracer(self, scheduled_ns: int) -> Tracer:
+        """A fresh provider for one cron job run; the previous run's provider is retired."""
+        job = f"{_PIPELINE.name}-{scheduled_ns // (60 * _S)}"  # Kubernetes: minutes since epoch
+        workload = {"k8s.cronjob.name": _PIPELINE.name, "k8s.job.name": job}
+        pod = f"{job}-{self._random_chars(5)}"
+        if self._pipeline_provider is not None:
+            self._pipeline_provider.shutdown()
+        self._pipeline_provider = self._new_provider(_resource(_PIPELINE, pod, workload))
+        return self._pipeline_provider.get_tracer("onepane.demo", _PIPELINE.version)
+
+    def _all_providers(self) -> list[TracerProvider]:
+        providers = list(self._providers.values())
+        if self._pipeline_provider is not None:
+            providers.append(self._pipeline_provider)
+        return providers
+
+    # -- random helpers ----------------------------------------------------------------
+
+    def _random_chars(self, length: int) -> str:
+        return "".join(self._rng.choice(_POD_HASH_ALPHABET) for _ in range(length))
+
+    def _ms(self, median_ms: float, sigma: float = 0.4) -> int:
+        """A lognormal duration in ns with the given median."""
+        return int(self._rng.lognormvariate(math.log(median_ms), sigma) * _MS)
+
+    @staticmethod
+    def _now(now_ns: int | None) -> int:
+        return time.time_ns() if now_ns is None else now_ns
+
+    # -- span helpers ------------------------------------------------------------------
+
+    def _start(
+        self, service: str, name: str, kind: SpanKind, ctx: Context | None, at: int, attrs: Attrs
+    ) -> Span:
+        tracer = self._tracers[service]
+        return tracer.start_span(name, context=ctx, kind=kind, attributes=attrs, start_time=at)
+
+    def _leaf(
+        self, service: str, name: str, ctx: Context, at: int, duration: int, attrs: Attrs
+    ) -> int:
+        """An INTERNAL span without children; returns its end time."""
+        span = self._start(service, name, SpanKind.INTERNAL, ctx, at, attrs)
+        span.end(end_time=at + duration)
+        return at + duration
+
+    def _server(self, service: str, method: str, route: str, ctx: Context | None, at: int) -> Span:
+        attrs: Attrs = {
+            "http.request.method": method,
+            "http.route": route,
+            "url.path": route,
+            "url.scheme": "https" if ctx is None else "http",
+            "server.port": 8080,
+        }
+        return self._start(service, f"{method} {route}", SpanKind.SERVER, ctx, at, attrs)
+
+    def _http_hop(
+        self, caller: str, callee: str, method: str, route: str, ctx: Context, at: int, body: Body
+    ) -> tuple[int, str | None]:
+        """``caller`` calls ``callee`` over HTTP: a CLIENT span around a SERVER span."""
+        host = f"{callee}.{_NAMESPACES[callee]}.svc.cluster.local"
+        client_attrs: Attrs = {
+            "http.request.method": method,
+            "server.address": host,
+            "server.port": 8080,
+            "url.full": f"http://{host}:8080{route}",
+        }
+        client = self._start(caller, method, SpanKind.CLIENT, ctx, at, client_attrs)
+        arrive = at + self._ms(0.6, 0.3)
+        server = self._server(callee, method, route, set_span_in_context(client), arrive)
+        done, error = body(set_span_in_context(server), arrive + self._ms(0.2))
+        done += self._ms(0.2)
+        _end_http(server, done, error)
+        back = done + self._ms(0.6, 0.3)
+        _end_http(client, back, error)
+        return back, error
+
+    def _db(
+        self, service: str, ctx: Context, at: int, duration: int, attrs: Attrs
+    ) -> tuple[Span, int]:
+        """A database CLIENT span named ``<operation> <collection>``; the caller ends it."""
+        name = f"{attrs['db.operation.name']} {attrs['db.collection.name']}"
+        return self._start(service, name, SpanKind.CLIENT, ctx, at, attrs), at + duration
+
+    # -- checkout flow -----------------------------------------------------------------
+
+    def emit_checkout(self, now_ns: int | None = None) -> str:
+        """Emit one checkout trace (frontend → checkout API → fraud model, Postgres).
+
+        The trace starts at ``now_ns`` (default: now). About 2% fail with HTTP 500.
+        Returns the trace id as 32 hex digits.
+        """
+        with self._lock:
+            start = self._now(now_ns)
+            failure = self._checkout_failure()
+            root = self._server("web-frontend", "GET", "/checkout", None, start)
+            ctx = set_span_in_context(root)
+            at = self._leaf("web-frontend", "load session", ctx, start, self._ms(1.5), {})
+
+            def api(c: Context, t: int) -> tuple[int, str | None]:
+                return self._checkout_api(c, t, failure)
+
+            done, error = self._http_hop(
+                "web-frontend", "checkout-api", "POST", "/api/checkout", ctx, at, api
+            )
+            if error is None:
+                done = self._leaf("web-frontend", "render checkout", ctx, done, self._ms(4), {})
+            _end_http(root, done + self._ms(0.3), error)
+            return format_trace_id(root.get_span_context().trace_id)
+
+    def _checkout_failure(self) -> str | None:
+        if self._rng.random() >= _CHECKOUT_FAILURE_RATE:
+            return None
+        return self._rng.choice(("db", "payment"))
+
+    def _checkout_api(self, ctx: Context, at: int, failure: str | None) -> tuple[int, str | None]:
+        at = self._leaf("checkout-api", "validate cart", ctx, at, self._ms(2), {"cart.items": 3})
+        at, _ = self._http_hop(
+            "checkout-api", "fraud-model", "POST", "/v1/predict", ctx, at, self._fraud_model
+        )
+        at, error = self._select_orders(ctx, at, failure == "db")
+        if error is None:
+            at, error = self._charge_card(ctx, at, failure == "payment")
+        return at, error
+
+    def _select_orders(self, ctx: Context, at: int, fail: bool) -> tuple[int, str | None]:
+        attrs: Attrs = {
+            "db.system.name": "postgresql",
+            "db.operation.name": "SELECT",
+            "db.collection.name": "orders",
+            "db.namespace": "shop",
+            "db.query.text": (
+                "SELECT id, status, total_cents FROM orders"
+                " WHERE customer_id = $1 AND status = $2 ORDER BY created_at DESC LIMIT $3"
+            ),
+            "server.address": "orders-db.shop.svc.cluster.local",
+            "server.port": 5432,
+        }
+        duration = 5 * _S if fail else self._ms(6, 0.6)
+        span, end = self._db("checkout-api", ctx, at, duration, attrs)
+        if fail:
+            message = "canceling statement due to statement timeout"
+            _fail(span, QueryCanceledError(message), end)
+            span.end(end_time=end)
+            return end, message
+        span.set_attribute("db.response.returned_rows", self._rng.randint(0, 20))
+        span.end(end_time=end)
+        return end, None
+
+    def _charge_card(self, ctx: Context, at: int, fail: bool) -> tuple[int, str | None]:
+        attrs: Attrs = {"payment.provider": "cardco", "payment.currency": "EUR"}
+        span = self._start("checkout-api", "charge card", SpanKind.INTERNAL, ctx, at, attrs)
+        end = at + (10 * _S if fail else self._ms(120, 0.5))
+        if fail:
+            message = "card processor did not answer within 10s"
+            _fail(span, PaymentGatewayError(message), end)
+            span.end(end_time=end)
+            return end, message
+        span.end(end_time=end)
+        return end, None
+
+    def _fraud_model(self, ctx: Context, at: int) -> tuple[int, str | None]:
+        amount = round(self._rng.lognormvariate(math.log(60), 0.9), 2)
+        country = self._rng.choices(("DE", "FR", "NL", "ES", "US", "BR"), (5, 4, 2, 2, 1, 1))[0]
+        age = int(self._rng.expovariate(1 / 400))
+        score = min(0.999, self._rng.betavariate(1.3, 14) * (3 if age < 14 else 1))
+        duration = self._ms(18, 0.35)
+        if self._rng.random() < _SLOW_FRAUD_RATE:
+            duration *= 10
+        attrs: Attrs = {
+            "ml.model.name": "fraud-model",
+            "ml.model.version": _FRAUD_MODEL_VERSION,
+            "ml.prediction": round(score, 4),
+            "ml.feature.amount": amount,
+            "ml.feature.country": country,
+            "ml.feature.account_age_days": age,
+        }
+        return self._leaf("fraud-model", "predict fraud-model", ctx, at, duration, attrs), None
+
+    # -- recommendations flow ----------------------------------------------------------
+
+    def emit_recommendation(self, now_ns: int | None = None) -> str:
+        """Emit one recommendations trace (API → GPU recsys model → Redis feature store).
+
+        The trace starts at ``now_ns`` (default: now). Returns the trace id as 32 hex digits.
+        """
+        with self._lock:
+            start = self._now(now_ns)
+            root = self._server("recommendations-api", "GET", "/api/recommendations", None, start)
+            ctx = set_span_in_context(root)
+            done, error = self._http_hop(
+                "recommendations-api",
+                "recsys-model",
+                "POST",
+                "/v1/recommend",
+                ctx,
+                start + self._ms(0.8),
+                self._recsys_model,
+            )
+            attrs: Attrs = {"recommendations.count": 12}
+            done = self._leaf(
+                "recommendations-api", "rank and filter", ctx, done, self._ms(3), attrs
+            )
+            _end_http(root, done + self._ms(0.3), error)
+            return format_trace_id(root.get_span_context().trace_id)
+
+    def _recsys_model(self, ctx: Context, at: int) -> tuple[int, str | None]:
+        attrs: Attrs = {
+            "db.system.name": "redis",
+            "db.operation.name": "HGETALL",
+            "db.collection.name": "user_features",
+            "db.namespace": "0",
+            "db.query.text": "HGETALL user_features:?",
+            "server.address": "feature-store.ml.svc.cluster.local",
+            "server.port": 6379,
+        }
+        span, at = self._db("recsys-model", ctx, at, self._ms(1.2, 0.5), attrs)
+        span.end(end_time=at)
+        viewed = int(self._rng.expovariate(1 / 15))
+        segment = self._rng.choices(("new", "casual", "loyal"), (2, 5, 3))[0]
+        inference: Attrs = {
+            "ml.model.name": "recsys-model",
+            "ml.model.version": _RECSYS_MODEL_VERSION,
+            "ml.prediction": round(self._rng.betavariate(5, 3), 4),
+            "ml.feature.items_viewed_7d": viewed,
+            "ml.feature.user_segment": segment,
+        }
+        end = self._leaf("recsys-model", "predict recsys-model", ctx, at, self._ms(11), inference)
+        return end, None
+
+    # -- nightly pipeline --------------------------------------------------------------
+
+    def emit_pipeline_run(self, now_ns: int | None = None) -> str:
+        """Emit one finished run of the nightly ETL cron job (extract, transform, load).
+
+        A run takes a few simulated minutes and *ends* at ``now_ns`` (default: now).
+        Returns the trace id as 32 hex digits.
+        """
+        with self._lock:
+            end = self._now(now_ns)
+            steps = [
+                ("extract", self._ms(70_000, 0.3)),
+                ("transform", self._ms(150_000, 0.3)),
+                ("load", self._ms(45_000, 0.3)),
+            ]
+            start = end - sum(duration for _, duration in steps) - 4 * _S
+            tracer = self._pipeline_tracer(start)
+            run_id = f"{self._rng.getrandbits(64):016x}"
+            base: Attrs = {"pipeline.name": _PIPELINE.name, "pipeline.run.id": run_id}
+            root = tracer.start_span(
+                "pipeline run nightly-etl",
+                kind=SpanKind.INTERNAL,
+                attributes=base,
+                start_time=start,
+            )
+            at = start + 2 * _S
+            for step, duration in steps:
+                at = self._pipeline_step(tracer, root, step, at, duration, base)
+            root.end(end_time=end)
+            return format_trace_id(root.get_span_context().trace_id)
+
+    def _pipeline_step(
+        self, tracer: Tracer, root: Span, step: str, at: int, duration: int, base: Attrs
+    ) -> int:
+        ctx = set_span_in_context(root)
+        attrs: Attrs = {**base, "pipeline.step": step}
+        span = tracer.start_span(step, context=ctx, attributes=attrs, start_time=at)
+        query = _PIPELINE_QUERIES[step]
+        db_attrs: Attrs = {**query, "db.response.returned_rows": self._rng.randint(40_000, 90_000)}
+        name = f"{query['db.operation.name']} {query['db.collection.name']}"
+        db_start = at + duration // 20
+        db = tracer.start_span(
+            name,
+            context=set_span_in_context(span),
+            kind=SpanKind.CLIENT,
+            attributes=db_attrs,
+            start_time=db_start,
+        )
+        db.end(end_time=db_start + duration * 9 // 10)
+        span.end(end_time=at + duration)
+        return at + duration + _S
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Emit traffic with a daily shape until ``stop`` is set.
+
+        Requests arrive as a Poisson process at ``traffic_rate``; 40% are checkouts, the
+        rest recommendations. A pipeline run is emitted shortly after start and then
+        every ``day_seconds / 4`` seconds.
+        """
+        started = time.monotonic()
+        next_request = started
+        next_pipeline = started + min(2.0, self._config.day_seconds / 4)
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= next_pipeline:
+                self.emit_pipeline_run()
+                next_pipeline += self._config.day_seconds / 4
+            if now >= next_request:
+                self._emit_request()
+                rate = traffic_rate(self._config, now - started)
+                next_request = max(next_request, now - 1.0) + self._rng.expovariate(rate)
+            stop.wait(max(0.0, min(next_request, next_pipeline) - time.monotonic()))
+
+    def _emit_request(self) -> None:
+        if self._rng.random() < _CHECKOUT_SHARE:
+            self.emit_checkout()
+        else:
+            self.emit_recommendation()
+
+    def force_flush(self) -> None:
+        """Export every span emitted so far (waits up to the export timeout per service)."""
+        for provider in self._all_providers():
+            provider.force_flush(timeout_millis=_EXPORT_TIMEOUT_S * 1000)
+
+    def shutdown(self) -> None:
+        """Flush and shut down every service's provider; the company emits nothing after."""
+        with self._lock:
+            for provider in self._all_providers():
+                provider.shutdown()
+
+
+_PIPELINE_QUERIES: dict[str, Attrs] = {
+    "extract": {
+        "db.system.name": "postgresql",
+        "db.operation.name": "SELECT",
+        "db.collection.name": "orders",
+        "db.namespace": "shop",
+        "db.query.text": "SELECT * FROM orders WHERE created_at >= $1 AND created_at < $2",
+        "server.address": "orders-db-replica.shop.svc.cluster.local",
+        "server.port": 5432,
+    },
+    "transform": {
+        "db.system.name": "duckdb",
+        "db.operation.name": "INSERT",
+        "db.collection.name": "daily_revenue",
+        "db.namespace": "etl",
+        "db.query.text": (
+            "INSERT INTO daily_revenue SELECT country, date_trunc('day', created_at), "
+            "sum(total_cents) FROM staged_orders WHERE created_at >= ? GROUP BY ALL"
+        ),
+    },
+    "load": {
+        "db.system.name": "postgresql",
+        "db.operation.name": "INSERT",
+        "db.collection.name": "daily_revenue",
+        "db.namespace": "warehouse",
+        "db.query.text": (
+            "INSERT INTO daily_revenue (country, day, revenue_cents) VALUES ($1, $2, $3)"
+        ),
+        "server.address": "warehouse-db.data.svc.cluster.local",
+        "server.port": 5432,
+    },
+}
+
+
+def _resource(svc: _Service, pod: str, workload: dict[str, str]) -> Resource:
+    return Resource.create(
+        {
+            "service.name": svc.name,
+            "service.version": svc.version,
+            "deployment.environment.name": "prod",
+            "k8s.cluster.name": _CLUSTER,
+            "k8s.namespace.name": svc.namespace,
+            **workload,
+            "k8s.pod.name": pod,
+            "k8s.node.name": svc.node,
+            "onepane.team": svc.team,
+        }
+    )
+
+
+def _end_http(span: Span, end: int, error: str | None) -> None:
+    """End an HTTP span with status 200, or 500 and ERROR status when ``error`` is set."""
+    span.set_attribute("http.response.status_code", 500 if error else 200)
+    if error:
+        span.set_attribute("error.type", "500")
+        span.set_status(Status(StatusCode.ERROR, error))
+    span.end(end_time=end)
+
+
+def _fail(span: Span, exc: Exception, at: int) -> None:
+    """Mark the span where a failure happened: exception event, error type, ERROR status."""
+    span.record_exception(exc, timestamp=at)
+    span.set_attribute("error.type", f"{type(exc).__module__}.{type(exc).__qualname__}")
+    span.set_status(Status(StatusCode.ERROR, str(exc)))

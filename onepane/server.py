@@ -1,0 +1,100 @@
+"""`onepane serve`: the one process that owns the DuckDB file, assembled from its parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from collectors.otlp.decoders import DecoderPool
+from collectors.otlp.http import Ingest, OTLPHttpServer
+from onepane.api import ApiContext, ApiServer
+from onepane.errors import ConfigError
+from onepane.metrics import ServerMetrics
+from store import db
+from store.writer import CommitStats, SpanWriter
+
+
+@dataclass
+class ServeConfig:
+    """Everything `onepane serve` can be told; the defaults are the embedded setup."""
+
+    db: Path = db.DEFAULT_DB_PATH
+    host: str = "127.0.0.1"
+    otlp_http_port: int = 4318
+    api_port: int = 8320
+    decoders: int | None = None  # worker processes; None: one per core, 0: decode inline
+    queue_spans: int = 200_000
+    commit_spans: int = 100_000
+    max_in_flight: int = 64
+    memory_limit: str = "512MB"
+
+
+class OnepaneServer:
+    """The store, the writer, the decoders, the OTLP receiver and the API, started together."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.metrics = ServerMetrics()
+        self.conn = db.connect(config.db, memory_limit=config.memory_limit)
+        self.schema_version = db.migrate(self.conn)
+        self.writer = SpanWriter(
+            self.conn, config.queue_spans, config.commit_spans, on_commit=self._committed
+        )
+        self.metrics.watch_queue(lambda: self.writer.queued_spans, config.queue_spans)
+        self.decoders = DecoderPool(config.decoders)
+        self.readers = db.ReadCursors(self.conn)
+        self.otlp_http = self._bind(
+            "OTLP/HTTP",
+            config.otlp_http_port,
+            lambda address: OTLPHttpServer(
+                address,
+                Ingest(
+                    self.decoders, self.writer, self.metrics, max_in_flight=config.max_in_flight
+                ),
+            ),
+        )
+        context = ApiContext(
+            self.readers, self.metrics, lambda: self.writer.queued_spans, self.schema_version
+        )
+        self.api = self._bind("API", config.api_port, lambda address: ApiServer(address, context))
+
+    def _bind(self, what: str, port: int, make):
+        try:
+            return make((self.config.host, port))
+        except OSError as exc:
+            self.close_store()
+            raise ConfigError(
+                f"cannot listen for {what} on {self.config.host}:{port}: {exc.strerror}. "
+                "Is another Onepane running? Stop it or choose another port."
+            ) from exc
+
+    def _committed(self, stats: CommitStats) -> None:
+        self.metrics.commit_seconds.observe(stats.seconds)
+        self.metrics.commit_spans.observe(stats.spans)
+
+    @property
+    def otlp_http_url(self) -> str:
+        return f"http://{self.config.host}:{self.otlp_http.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.config.host}:{self.api.port}"
+
+    def start(self) -> None:
+        self.decoders.warm_up()
+        self.writer.start()
+        self.otlp_http.serve_in_thread("onepane-otlp-http")
+        self.api.serve_in_thread("onepane-api")
+
+    def stop(self) -> None:
+        """Stop listening, commit what was accepted into the queue, close the store."""
+        self.otlp_http.shutdown()
+        self.otlp_http.server_close()
+        self.writer.close()
+        self.api.shutdown()
+        self.api.server_close()
+        self.decoders.shutdown()
+        self.close_store()
+
+    def close_store(self) -> None:
+        self.conn.close()

@@ -1,0 +1,1 @@
+"""The DuckDB store: schema, numbered migrations, the single writer and the queries."""

@@ -1,0 +1,88 @@
+"""Opening the DuckDB file and bringing its schema up to date with numbered migrations."""
+
+from __future__ import annotations
+
+import re
+import threading
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from onepane.errors import StoreError
+
+DEFAULT_DB_PATH = Path(".onepane") / "onepane.duckdb"
+_MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """Every migration shipped with Onepane as (number, name, sql), in order."""
+    found = []
+    for entry in resources.files("store.migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text()))
+    return sorted(found)
+
+
+def connect(path: Path | str, memory_limit: str = "512MB", threads: int | None = None):
+    """Open the store read-write and apply pending migrations.
+
+    Only one process may hold the file: DuckDB allows one writer process or many readers.
+    """
+    path = Path(path)
+    if str(path) != ":memory:":
+        path.parent.mkdir(parents=True, exist_ok=True)
+    config = {"memory_limit": memory_limit}
+    if threads:
+        config["threads"] = threads
+    try:
+        conn = duckdb.connect(str(path), config=config)
+    except duckdb.IOException as exc:
+        raise StoreError(
+            f"cannot open {path}: {exc}. Is another `onepane serve` using it? "
+            "Stop it, or give this one its own --db PATH."
+        ) from exc
+    migrate(conn)
+    return conn
+
+
+def migrate(conn: duckdb.DuckDBPyConnection) -> int:
+    """Apply the migrations not yet applied; returns the schema version now in place."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+        " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+    applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+    version = max(applied, default=0)
+    for number, name, sql in migrations():
+        if number in applied:
+            continue
+        conn.execute("BEGIN")
+        try:
+            conn.execute(sql)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [number, name]
+            )
+            conn.execute("COMMIT")
+        except duckdb.Error as exc:
+            conn.execute("ROLLBACK")
+            raise StoreError(f"migration {name} failed: {exc}") from exc
+        version = number
+    return version
+
+
+class ReadCursors:
+    """Hands each reader its own DuckDB cursor on the shared database."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+        self._root = conn.cursor()
+        self._lock = threading.Lock()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            return self._root.cursor()
+
+    def close(self) -> None:
+        self._root.close()

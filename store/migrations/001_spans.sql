@@ -1,0 +1,65 @@
+-- Spans: one row per span, the columns every view filters on extracted, every attribute kept.
+CREATE TABLE spans (
+    trace_id            VARCHAR NOT NULL,   -- 32 lowercase hex characters
+    span_id             VARCHAR NOT NULL,   -- 16 lowercase hex characters
+    parent_span_id      VARCHAR,            -- NULL for a root span
+    trace_state         VARCHAR,
+    name                VARCHAR NOT NULL,
+    kind                TINYINT NOT NULL,   -- OTLP SpanKind: 0 unspecified .. 5 consumer
+    start_time          TIMESTAMP_NS NOT NULL,
+    end_time            TIMESTAMP_NS NOT NULL,
+    duration_ns         BIGINT NOT NULL,
+    status_code         TINYINT NOT NULL,   -- OTLP StatusCode: 0 unset, 1 ok, 2 error
+    status_message      VARCHAR,
+    service_name        VARCHAR NOT NULL,
+    service_version     VARCHAR,
+    environment         VARCHAR,
+    workload            VARCHAR NOT NULL,   -- namespace/name
+    role                VARCHAR NOT NULL,   -- request | api | inference | db | pipeline | internal
+    http_route          VARCHAR,
+    http_method         VARCHAR,
+    http_status_code    INTEGER,
+    db_system           VARCHAR,
+    db_operation        VARCHAR,
+    db_query_text       VARCHAR,
+    model_name          VARCHAR,
+    model_version       VARCHAR,
+    k8s_namespace       VARCHAR,
+    k8s_pod             VARCHAR,
+    scope_name          VARCHAR,
+    scope_version       VARCHAR,
+    resource_id         BIGINT NOT NULL,    -- resources.resource_id: the full resource
+    scope_attributes    VARCHAR,            -- JSON object, NULL when empty
+    attributes          VARCHAR NOT NULL,   -- JSON object of every span attribute
+    events              VARCHAR,            -- JSON [{time_unix_nano, name, attributes}]
+    links               VARCHAR             -- JSON [{trace_id, span_id, trace_state, attributes}]
+);
+
+-- Every distinct resource once; spans point at it by a stable hash of its attributes.
+CREATE TABLE resources (
+    resource_id BIGINT PRIMARY KEY,
+    attributes  VARCHAR NOT NULL        -- JSON object of every resource attribute
+);
+
+-- One row per trace, merged as batches arrive in any order (see store/writer.py).
+CREATE TABLE traces (
+    trace_id      VARCHAR PRIMARY KEY,
+    start_time    TIMESTAMP_NS NOT NULL,
+    end_time      TIMESTAMP_NS NOT NULL,
+    duration_ns   BIGINT NOT NULL,
+    root_span_id  VARCHAR,             -- NULL until the root span has arrived
+    root_service  VARCHAR,
+    root_name     VARCHAR,
+    span_count    BIGINT NOT NULL,
+    error_count   BIGINT NOT NULL,
+    roles         VARCHAR NOT NULL,    -- sorted, comma-separated roles present
+    services      VARCHAR NOT NULL     -- sorted, comma-separated service names
+);
+
+-- Union of two sorted comma-separated name sets. Lists would be natural, but DuckDB
+-- rewrites list columns on UPDATE about 10x slower than VARCHAR, and every trace that
+-- spans several export batches is updated.
+CREATE MACRO merge_names(a, b) AS
+    CASE WHEN a = b THEN a
+         ELSE array_to_string(list_sort(list_distinct(string_split(a || ',' || b, ','))), ',')
+    END;

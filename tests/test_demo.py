@@ -1,0 +1,223 @@
+"""The demo company sends real OTLP/HTTP protobuf traces that link across services."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from onepane.demo import DemoCompany, DemoConfig, traffic_rate
+
+SEED = 1234
+NOW_NS = 1_767_225_600 * 1_000_000_000  # 2026-01-01T00:00:00Z
+
+
+class _OtlpHandler(BaseHTTPRequestHandler):
+    """Accepts POST /v1/traces like an OTLP/HTTP receiver and keeps the decoded requests."""
+
+    server: _OtlpServer
+
+    def do_POST(self) -> None:
+        if self.path != "/v1/traces":
+            self.send_error(404)
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        request = ExportTraceServiceRequest.FromString(body)
+        with self.server.lock:
+            self.server.requests.append(request)
+        reply = ExportTraceServiceResponse().SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep the test output quiet."""
+
+
+class _OtlpServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _OtlpHandler)
+        self.lock = threading.Lock()
+        self.requests: list[ExportTraceServiceRequest] = []
+
+
+@dataclass(frozen=True)
+class Received:
+    """One exported span with the attributes of the resource that sent it."""
+
+    resource: dict[str, Any]
+    span: Span
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return _attrs(self.span.attributes)
+
+
+def _value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None
+
+
+def _attrs(key_values: Any) -> dict[str, Any]:
+    return {kv.key: _value(kv.value) for kv in key_values}
+
+
+def _received(server: _OtlpServer) -> list[Received]:
+    with server.lock:
+        requests = list(server.requests)
+    return [
+        Received(_attrs(rs.resource.attributes), span)
+        for request in requests
+        for rs in request.resource_spans
+        for ss in rs.scope_spans
+        for span in ss.spans
+    ]
+
+
+@pytest.fixture
+def otlp_server() -> Iterator[_OtlpServer]:
+    server = _OtlpServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def company(otlp_server: _OtlpServer) -> Iterator[DemoCompany]:
+    host, port = otlp_server.server_address[:2]
+    demo = DemoCompany(DemoConfig(endpoint=f"http://{host}:{port}", seed=SEED))
+    yield demo
+    demo.shutdown()
+
+
+def test_demo_traces_arrive_linked_across_services(
+    otlp_server: _OtlpServer, company: DemoCompany
+) -> None:
+    checkout_id = company.emit_checkout(NOW_NS)
+    recommendation_id = company.emit_recommendation(NOW_NS)
+    pipeline_id = company.emit_pipeline_run(NOW_NS)
+    company.force_flush()
+    spans = _received(otlp_server)
+
+    checkout = [r for r in spans if r.span.trace_id.hex() == checkout_id]
+    services = {r.resource["service.name"] for r in checkout}
+    assert {"web-frontend", "checkout-api", "fraud-model"} <= services
+    _assert_one_tree(checkout)
+    roots = [r for r in checkout if not r.span.parent_span_id]
+    assert roots[0].span.name == "GET /checkout"
+    assert roots[0].span.kind == Span.SPAN_KIND_SERVER
+    assert roots[0].attrs["http.route"] == "/checkout"
+
+    inference = [r for r in checkout if r.span.name == "predict fraud-model"]
+    assert len(inference) == 1
+    assert inference[0].attrs["ml.model.name"] == "fraud-model"
+    assert inference[0].attrs["ml.model.version"] == "3.2.0"
+    assert 0.0 <= inference[0].attrs["ml.prediction"] <= 1.0
+    assert "ml.feature.amount" in inference[0].attrs
+    db = [r for r in checkout if r.attrs.get("db.system.name") == "postgresql"]
+    assert db and db[0].span.kind == Span.SPAN_KIND_CLIENT
+    assert db[0].attrs["db.query.text"].startswith("SELECT")
+
+    for r in checkout:
+        assert r.resource["k8s.namespace.name"] in {"shop", "ml"}
+        assert r.resource["k8s.deployment.name"] == r.resource["service.name"]
+        assert r.resource["k8s.pod.name"].startswith(r.resource["service.name"] + "-")
+        assert r.resource["deployment.environment.name"] == "prod"
+        assert r.resource["onepane.team"]
+
+    recommendation = [r for r in spans if r.span.trace_id.hex() == recommendation_id]
+    _assert_one_tree(recommendation)
+    recsys = {r.resource["service.name"]: r.resource for r in recommendation}["recsys-model"]
+    assert recsys["k8s.node.name"].startswith("gpu-node-")
+    assert any(r.attrs.get("db.system.name") == "redis" for r in recommendation)
+
+    pipeline = [r for r in spans if r.span.trace_id.hex() == pipeline_id]
+    _assert_one_tree(pipeline)
+    root = next(r for r in pipeline if not r.span.parent_span_id)
+    assert root.resource["k8s.cronjob.name"] == "nightly-etl"
+    assert root.resource["k8s.job.name"].startswith("nightly-etl-")
+    assert root.attrs["pipeline.name"] == "nightly-etl"
+    assert root.span.end_time_unix_nano == NOW_NS
+    assert root.span.end_time_unix_nano - root.span.start_time_unix_nano > 60 * 10**9
+    steps = {r.attrs.get("pipeline.step") for r in pipeline} - {None}
+    assert steps == {"extract", "transform", "load"}
+
+
+def test_failed_checkouts_mark_the_failing_span_and_its_ancestors(
+    otlp_server: _OtlpServer, company: DemoCompany
+) -> None:
+    trace_ids = {company.emit_checkout(NOW_NS + i * 10**9) for i in range(250)}
+    company.force_flush()
+    by_trace: dict[str, list[Received]] = {}
+    for r in _received(otlp_server):
+        by_trace.setdefault(r.span.trace_id.hex(), []).append(r)
+    assert set(by_trace) == trace_ids
+
+    failed = [t for t in by_trace.values() if _root(t).attrs["http.response.status_code"] == 500]
+    assert 1 <= len(failed) <= 15  # about 2% of 250
+    for trace in failed:
+        origin = [r for r in trace if any(e.name == "exception" for e in r.span.events)]
+        assert len(origin) == 1
+        for r in _ancestors(trace, origin[0]):
+            assert r.span.status.code == Status.STATUS_CODE_ERROR
+            assert r.span.status.message
+
+
+def test_same_seed_gives_same_traces(otlp_server: _OtlpServer) -> None:
+    host, port = otlp_server.server_address[:2]
+    config = DemoConfig(endpoint=f"http://{host}:{port}", seed=SEED)
+    first, second = DemoCompany(config), DemoCompany(config)
+    try:
+        assert first.pods == second.pods
+        assert first.emit_checkout(NOW_NS) == second.emit_checkout(NOW_NS)
+    finally:
+        first.shutdown()
+        second.shutdown()
+
+
+def test_traffic_has_a_daily_shape_never_below_a_fifth_of_peak() -> None:
+    config = DemoConfig(rate=50.0, day_seconds=100.0)
+    rates = [traffic_rate(config, t / 10) for t in range(1000)]
+    assert max(rates) == pytest.approx(50.0, rel=0.01)
+    assert min(rates) >= 0.2 * 50.0 - 1e-9
+    assert min(rates) == pytest.approx(10.0, rel=0.01)
+
+
+def _root(trace: list[Received]) -> Received:
+    return next(r for r in trace if not r.span.parent_span_id)
+
+
+def _assert_one_tree(trace: list[Received]) -> None:
+    """One root; every other span's parent is a span of the same trace."""
+    ids = {r.span.span_id for r in trace}
+    assert len(ids) == len(trace)
+    assert len([r for r in trace if not r.span.parent_span_id]) == 1
+    for r in trace:
+        assert not r.span.parent_span_id or r.span.parent_span_id in ids
+
+
+def _ancestors(trace: list[Received], start: Received) -> Iterator[Received]:
+    by_id = {r.span.span_id: r for r in trace}
+    current: Received | None = start
+    while current is not None:
+        yield current
+        current = by_id.get(current.span.parent_span_id)
