@@ -23,6 +23,7 @@ _STR = pa.string()
 _TS = pa.timestamp("ns")
 SPAN_SCHEMA = pa.schema(
     [
+        ("trace_key", pa.int64()),
         ("trace_id", _STR),
         ("span_id", _STR),
         ("parent_span_id", _STR),
@@ -143,8 +144,10 @@ class _Builder:
         parent = span.parent_span_id
         start, end = span.start_time_unix_nano, span.end_time_unix_nano
         role = semconv.span_role(attrs, span.kind, not parent, ident["is_batch"])
+        trace_id = span.trace_id
         row = (
-            span.trace_id.hex(),
+            int.from_bytes(trace_id[:8], "big", signed=True),
+            trace_id.hex(),
             span.span_id.hex(),
             parent.hex() if parent else None,
             span.trace_state or None,

@@ -1,0 +1,138 @@
+"""Realistic OTLP trace exports for the benchmarks.
+
+Each trace runs request → api → inference → db across four services; every span carries
+about 15 attributes and every resource its Kubernetes identity, as instrumented services
+send them. Spans of one trace are split across the services' exports, as in production.
+"""
+
+from __future__ import annotations
+
+import random
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+SERVICES = (
+    ("web-frontend", "shop", "request"),
+    ("checkout-api", "shop", "api"),
+    ("fraud-model", "ml", "inference"),
+    ("checkout-api", "shop", "db"),
+)
+BASE_NS = 1_763_900_000_000_000_000
+
+
+def _attrs(target, pairs: list[tuple[str, object]]) -> None:
+    for key, value in pairs:
+        kv = target.add()
+        kv.key = key
+        if isinstance(value, bool):
+            kv.value.bool_value = value
+        elif isinstance(value, int):
+            kv.value.int_value = value
+        elif isinstance(value, float):
+            kv.value.double_value = value
+        else:
+            kv.value.string_value = str(value)
+
+
+def _resource(resource, service: str, namespace: str, pod: int) -> None:
+    _attrs(
+        resource.attributes,
+        [
+            ("service.name", service),
+            ("service.version", "2.14.1"),
+            ("deployment.environment.name", "prod"),
+            ("k8s.namespace.name", namespace),
+            ("k8s.deployment.name", service),
+            ("k8s.pod.name", f"{service}-7c9d5f6b8-{pod:05d}"),
+            ("k8s.node.name", f"node-{pod % 7}"),
+            ("host.arch", "amd64"),
+            ("telemetry.sdk.language", "python"),
+            ("telemetry.sdk.name", "opentelemetry"),
+        ],
+    )
+
+
+_COMMON = [
+    ("http.request.method", "POST"),
+    ("url.scheme", "https"),
+    ("server.port", 8080),
+    ("network.protocol.version", "1.1"),
+    ("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0"),
+    ("client.address", "10.42.7.19"),
+    ("app.tenant", "acme"),
+    ("app.region", "eu-west-1"),
+]
+_ROLE_ATTRS = {
+    "request": [
+        ("http.route", "/checkout"),
+        ("http.response.status_code", 200),
+        ("url.path", "/checkout"),
+        ("server.address", "shop.example.com"),
+        ("app.cart.items", 3),
+        ("app.feature_flag", "new-checkout"),
+        ("app.session.new", False),
+    ],
+    "api": [
+        ("http.route", "/api/checkout"),
+        ("http.response.status_code", 200),
+        ("url.path", "/api/checkout"),
+        ("server.address", "checkout-api"),
+        ("app.order.id", 918273),
+        ("app.payment.method", "card"),
+        ("app.retry", 0),
+    ],
+    "inference": [
+        ("ml.model.name", "fraud-model"),
+        ("ml.model.version", "3.2.0"),
+        ("ml.prediction", 0.0132),
+        ("ml.feature.amount", 129.99),
+        ("ml.feature.country", "DE"),
+        ("ml.feature.account_age_days", 412),
+        ("server.address", "fraud-model"),
+    ],
+    "db": [
+        ("db.system.name", "postgresql"),
+        ("db.operation.name", "SELECT"),
+        ("db.query.text", "SELECT id, total FROM orders WHERE id = $1"),
+        ("db.namespace", "shop"),
+        ("server.address", "pg-primary"),
+        ("db.response.returned_rows", 1),
+        ("app.cache.hit", False),
+    ],
+}
+
+
+def make_exports(n_exports: int, spans_per_export: int = 512, seed: int = 0) -> list[bytes]:
+    """Serialized ExportTraceServiceRequests; trace i has spans in four services' exports."""
+    rng = random.Random(seed)
+    exports = []
+    for index in range(n_exports):
+        service, namespace, role = SERVICES[index % len(SERVICES)]
+        request = ExportTraceServiceRequest()
+        resource_spans = request.resource_spans.add()
+        _resource(resource_spans.resource, service, namespace, index % 5)
+        scope_spans = resource_spans.scope_spans.add()
+        scope_spans.scope.name = f"opentelemetry.instrumentation.{role}"
+        scope_spans.scope.version = "0.55b0"
+        batch = index // len(SERVICES)
+        for i in range(spans_per_export):
+            trace_no = batch * spans_per_export + i
+            span = scope_spans.spans.add()
+            span.trace_id = trace_no.to_bytes(8, "big") + rng.randbytes(8)
+            span.span_id = rng.randbytes(8)
+            if role != "request":
+                span.parent_span_id = rng.randbytes(8)
+            span.name = {
+                "request": "GET /checkout",
+                "api": "POST /api/checkout",
+                "inference": "predict fraud-model",
+                "db": "SELECT orders",
+            }[role]
+            span.kind = 2 if role in ("request", "api") else 3 if role == "db" else 1
+            start = BASE_NS + trace_no * 1_000_000 + rng.randrange(1_000_000)
+            span.start_time_unix_nano = start
+            span.end_time_unix_nano = start + int(rng.lognormvariate(16, 0.6))
+            span.status.code = 2 if rng.random() < 0.01 else 0
+            _attrs(span.attributes, _COMMON + _ROLE_ATTRS[role])
+        exports.append(request.SerializeToString())
+    return exports
