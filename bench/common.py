@@ -44,9 +44,13 @@ class LiveServer:
         threading.Thread(target=self.proc.stderr.read, daemon=True).start()
 
     def stop(self) -> None:
+        self.stop_keep()
+        self.dir.cleanup()
+
+    def stop_keep(self) -> None:
+        """Stop the server, keeping its store file."""
         self.proc.terminate()
         self.proc.wait(60)
-        self.dir.cleanup()
 
 
 def tree_rss_bytes(pid: int) -> int:

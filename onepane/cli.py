@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="stop after this many seconds (default: run until interrupted)",
     )
+    demo.add_argument(
+        "--api",
+        default="http://127.0.0.1:8320",
+        help="API base URL, for the trace links the demo prints",
+    )
     demo.set_defaults(run=_run_demo)
     return parser
 
@@ -162,15 +167,12 @@ def _run_up(args: argparse.Namespace) -> int:
                         "demo",
                         "--endpoint",
                         server.otlp_http_url,
+                        "--api",
+                        server.api_url,
                         "--rate",
                         str(args.demo_rate),
                     ]
                 )
-            )
-            print(
-                f"onepane: demo company started; try {server.api_url}/api/v1/traces/<trace id>",
-                file=sys.stderr,
-                flush=True,
             )
         _until_stopped(threading.Event())
     finally:
@@ -198,11 +200,25 @@ def _run_demo(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print(f"onepane: demo company sending to {args.endpoint}", file=sys.stderr, flush=True)
+    threading.Thread(target=_announce, args=(company, args.api, stop), daemon=True).start()
     try:
         company.run(stop)
     finally:
         company.shutdown()
     return 0
+
+
+def _announce(company, api: str, stop: threading.Event) -> None:
+    """Print a link to one recent trace of each flow, first after 5 s, then every 30 s."""
+    wait = 5.0
+    while not stop.wait(wait):
+        for flow, trace_id in sorted(company.last_traces.items()):
+            print(
+                f"onepane: demo {flow} trace: {api}/api/v1/traces/{trace_id}",
+                file=sys.stderr,
+                flush=True,
+            )
+        wait = 30.0
 
 
 if __name__ == "__main__":

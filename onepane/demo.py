@@ -144,6 +144,7 @@ class DemoCompany:
         for svc in _SERVICES:
             self._add_service(svc)
         self._pipeline_provider: TracerProvider | None = None
+        self.last_traces: dict[str, str] = {}  # flow (checkout, ...) -> latest trace id
 
     @property
     def pods(self) -> dict[str, str]:
@@ -472,7 +473,7 @@ class DemoCompany:
         while not stop.is_set():
             now = time.monotonic()
             if now >= next_pipeline:
-                self.emit_pipeline_run()
+                self.last_traces["pipeline"] = self.emit_pipeline_run()
                 next_pipeline += self._config.day_seconds / 4
             if now >= next_request:
                 self._emit_request()
@@ -482,9 +483,9 @@ class DemoCompany:
 
     def _emit_request(self) -> None:
         if self._rng.random() < _CHECKOUT_SHARE:
-            self.emit_checkout()
+            self.last_traces["checkout"] = self.emit_checkout()
         else:
-            self.emit_recommendation()
+            self.last_traces["recommendation"] = self.emit_recommendation()
 
     def force_flush(self) -> None:
         """Export every span emitted so far (waits up to the export timeout per service)."""

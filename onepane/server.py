@@ -81,8 +81,17 @@ class OnepaneServer:
         return f"http://{self.config.host}:{self.api.port}"
 
     def start(self) -> None:
-        self.decoders.warm_up()
-        self.writer.start()
+        """Recover what a crash left unfolded, start the decoders, then listen."""
+        try:
+            self.writer.start()
+            self.decoders.warm_up()
+        except BaseException:
+            self.writer.close()
+            self.decoders.shutdown()
+            self.otlp_http.server_close()
+            self.api.server_close()
+            self.close_store()
+            raise
         self.otlp_http.serve_in_thread("onepane-otlp-http")
         self.api.serve_in_thread("onepane-api")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import duckdb
 
+from onepane.errors import StoreError
 from store.db import transaction
 
 _FOLD_INPUT = """
@@ -69,11 +70,52 @@ def last_batch(conn: duckdb.DuckDBPyConnection) -> int:
     return conn.execute("SELECT coalesce(max(batch_no), 0) FROM spans").fetchone()[0]
 
 
+MAX_FOLD_SPANS = 250_000
+
+_BATCH_SIZES = """
+SELECT batch_no, count(*) FROM spans
+WHERE batch_no > ? AND batch_no <= ? GROUP BY batch_no ORDER BY batch_no
+"""
+
+
 def fold(conn: duckdb.DuckDBPyConnection, to_batch: int) -> None:
-    """Fold every span batch up to ``to_batch`` into ``traces``, atomically."""
+    """Fold every span batch up to ``to_batch`` into ``traces``.
+
+    A long backlog (after a crash, or a bulk load) is folded in steps of at most
+    ``MAX_FOLD_SPANS`` spans, so memory stays bounded; each step is atomic.
+    """
     from_batch = summarized_through(conn)
     if to_batch <= from_batch:
         return
+    try:
+        for upto in _steps(conn, from_batch, to_batch):
+            _fold_range(conn, from_batch, upto)
+            from_batch = upto
+    except duckdb.Error as exc:
+        raise StoreError(
+            f"could not fold spans into trace summaries: {exc}. Spans are safe; "
+            "if this is out of memory, raise --memory-limit."
+        ) from exc
+
+
+def _steps(conn: duckdb.DuckDBPyConnection, from_batch: int, to_batch: int) -> list[int]:
+    """Batch numbers to fold up to, one step per ``MAX_FOLD_SPANS`` spans."""
+    sizes = conn.execute(_BATCH_SIZES, [from_batch, to_batch]).fetchall()
+    steps, pending, previous = [], 0, from_batch
+    for batch_no, spans in sizes:
+        if pending and pending + spans > MAX_FOLD_SPANS:
+            steps.append(previous)
+            pending = 0
+        pending += spans
+        previous = batch_no
+    if pending:
+        steps.append(previous)
+    if not steps or steps[-1] != to_batch:
+        steps.append(to_batch)
+    return steps
+
+
+def _fold_range(conn: duckdb.DuckDBPyConnection, from_batch: int, to_batch: int) -> None:
     params = {"from_batch": from_batch, "to_batch": to_batch}
     try:
         with transaction(conn):

@@ -10,6 +10,7 @@ summaries (store/summary.py).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import deque
@@ -74,7 +75,6 @@ class SpanWriter:
         return self._queued_spans
 
     def start(self) -> None:
-        summary.fold(self._conn, self._batch_no)  # anything a crash left unfolded
         self._thread.start()
 
     def submit(self, spans: pa.Table, resources: pa.Table) -> Future:
@@ -99,7 +99,8 @@ class SpanWriter:
 
     def retry_after(self) -> int:
         """Seconds a refused client should wait: time to drain the queue, at least 1."""
-        commits = max(1.0, self._queued_spans / self._max_commit)
+        # A commit takes at least one whole request, so never more commits than requests.
+        commits = max(1.0, min(len(self._queue), self._queued_spans / self._max_commit))
         return max(1, round(commits * self.last_commit_seconds + 0.5))
 
     def close(self, timeout: float = 60.0) -> None:
@@ -131,6 +132,7 @@ class SpanWriter:
         return self._queue[0][0].num_rows
 
     def _run(self) -> None:
+        self._fold()  # whatever a crash or a bulk load left unfolded
         last_fold = time.monotonic()
         while (group := self._take(self._fold_every)) is not None:
             if group:
@@ -143,8 +145,8 @@ class SpanWriter:
     def _fold(self) -> None:
         try:
             summary.fold(self._conn, self._batch_no)
-        except duckdb.Error as exc:  # spans are safe; the next fold retries
-            print(f"onepane: warning: folding trace summaries failed, will retry: {exc}")
+        except StoreError as exc:  # spans are safe; the next fold retries
+            print(f"onepane: warning: {exc}; retrying in a second", file=sys.stderr, flush=True)
 
     def _commit_group(self, group: list[_Item]) -> None:
         started = time.perf_counter()

@@ -9,9 +9,29 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from collectors.otlp.traces import DecodedSpans, decode_traces
+from onepane.errors import Unavailable
+
+
+def _init_worker() -> None:
+    """Workers leave Ctrl-C and SIGTERM to the server, which drains and then stops them,
+    and exit on their own if the server dies without stopping them (SIGKILL, OOM kill)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+    while True:
+        time.sleep(every_s)
+        if os.getppid() != parent:
+            os._exit(0)
 
 
 class DecoderPool:
@@ -19,10 +39,14 @@ class DecoderPool:
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = (os.cpu_count() or 1) if workers is None else workers
-        self._pool: ProcessPoolExecutor | None = None
-        if self.workers > 0:
-            context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+        self._lock = threading.Lock()
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor | None:
+        if self.workers <= 0:
+            return None
+        context = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker)
 
     def warm_up(self) -> None:
         """Start every worker now rather than on the first request."""
@@ -33,9 +57,21 @@ class DecoderPool:
 
     def traces(self, body: bytes, json: bool) -> DecodedSpans:
         """Decode one trace export; raises ``BadRequest`` for a malformed body."""
-        if self._pool is None:
+        pool = self._pool
+        if pool is None:
             return decode_traces(body, json)
-        return self._pool.submit(decode_traces, body, json).result()
+        try:
+            return pool.submit(decode_traces, body, json).result()
+        except BrokenProcessPool:
+            self._replace(pool)
+            raise Unavailable("a decoder process died; retry the export") from None
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        """Start a fresh pool once for every request that found this one broken."""
+        with self._lock:
+            if self._pool is broken:
+                broken.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
 
     def shutdown(self) -> None:
         if self._pool:

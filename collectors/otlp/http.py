@@ -9,6 +9,7 @@ over the limit 413 (also after decompression), other content types 415, a full w
 from __future__ import annotations
 
 import threading
+import traceback
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -59,20 +60,28 @@ class OTLPHttpHandler(httpbase.Handler):
 
     def do_POST(self) -> None:
         if self.path.split("?", 1)[0] != "/v1/traces":
+            self.close_connection = True  # the body is left unread
             self._error(
                 404, f"no OTLP endpoint at {self.path}; send traces to /v1/traces", wire.PROTOBUF
             )
             return
-        media = wire.PROTOBUF
+        media, body_read = None, False
         try:
             media = wire.media_type(self.headers.get("Content-Type"))
             body = self.read_body(self.server.ingest.max_body_bytes)
+            body_read = True
             self._export_traces(body, media)
         except OnepaneError as exc:
-            self._fail(exc, media)
+            if not body_read:  # an unread body would be parsed as the next request
+                self.close_connection = True
+            self._fail(exc, media or wire.JSON)
+        except Exception as exc:  # a bug: answer 500 with a Status, keep serving
+            traceback.print_exc()
+            self.close_connection = True
+            self._error(500, f"internal error: {exc!r}; please report it", media or wire.JSON)
 
     def do_GET(self) -> None:
-        self._error(405, "OTLP endpoints take POST", wire.PROTOBUF)
+        self._error(405, "OTLP endpoints take POST", wire.PROTOBUF, {"Allow": "POST"})
 
     def _export_traces(self, body: bytes, media: str) -> None:
         ingest = self.server.ingest
@@ -115,8 +124,6 @@ class OTLPHttpHandler(httpbase.Handler):
         headers = {}
         if isinstance(exc, Overloaded):
             headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-        if isinstance(exc, UnsupportedMediaType):
-            media = wire.JSON
         self._error(status, str(exc), media, headers)
 
     def _error(

@@ -108,7 +108,9 @@ def hex_id_to_base64(value: Any, field: str) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def _fix_ids(item: dict[str, Any], fields: tuple[tuple[str, str], ...]) -> None:
+def _fix_ids(item: Any, fields: tuple[tuple[str, str], ...]) -> None:
+    if not isinstance(item, dict):
+        return  # not a span or link object: the message parser rejects the body with a 400
     for camel, snake in fields:
         for key in (camel, snake):
             if key in item and item[key] != "":

@@ -1,0 +1,216 @@
+"""The server's HTTP API, its own metrics, its OpenAPI document and the `onepane` CLI."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import urllib.request
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import duckdb
+import jsonschema
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from prometheus_client.parser import text_string_to_metric_families
+
+BASE_NS = 1_767_225_600 * 1_000_000_000
+
+
+def export_body(trace_id: bytes, spans: int, *, bad_spans: int = 0) -> bytes:
+    """One protobuf export: a SERVER root and CLIENT children; ``bad_spans`` have no span id."""
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    attr = resource_spans.resource.attributes.add()
+    attr.key, attr.value.string_value = "service.name", "api-test"
+    scope_spans = resource_spans.scope_spans.add()
+    for i in range(spans + bad_spans):
+        span = scope_spans.spans.add()
+        span.trace_id = trace_id
+        if i < spans:
+            span.span_id = (i + 1).to_bytes(8, "big")
+        if i:
+            span.parent_span_id = (1).to_bytes(8, "big")
+        span.name = "GET /items" if i == 0 else f"call {i}"
+        span.kind = Span.SPAN_KIND_SERVER if i == 0 else Span.SPAN_KIND_CLIENT
+        span.start_time_unix_nano = BASE_NS + i * 1_000_000
+        span.end_time_unix_nano = BASE_NS + (i + 1) * 1_000_000
+    return request.SerializeToString()
+
+
+def post(otlp_url: str, body: bytes) -> tuple[int, bytes]:
+    address = urlsplit(otlp_url)
+    conn = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    try:
+        conn.request("POST", "/v1/traces", body, {"Content-Type": "application/x-protobuf"})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def metric_samples(api_url: str) -> dict[tuple[str, frozenset], float]:
+    """Every sample in /metrics, parsed with prometheus-client's own parser."""
+    with urllib.request.urlopen(api_url + "/metrics", timeout=30) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def onepane(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "onepane", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_healthz_metrics_and_migrations_match_what_was_sent(server) -> None:
+    status, health = server.get_json("/healthz")
+    assert status == 200
+    assert (health["status"], health["schema_version"], health["write_queue_spans"]) == (
+        "ok",
+        1,
+        0,
+    )
+    assert server.metric("onepane_spans_received_total") == 0
+
+    whole, partial = uuid.uuid4().bytes, uuid.uuid4().bytes
+    status, body = post(server.otlp_url, export_body(whole, 10))
+    assert status == 200
+    assert not ExportTraceServiceResponse.FromString(body).HasField("partial_success")
+    status, body = post(server.otlp_url, export_body(partial, 5, bad_spans=1))
+    assert status == 200
+    reply = ExportTraceServiceResponse.FromString(body)
+    assert reply.partial_success.rejected_spans == 1
+    assert "span_id" in reply.partial_success.error_message
+    status, _ = post(server.otlp_url, b"\xff\xff not protobuf")
+    assert status == 400
+
+    samples = metric_samples(server.api_url)
+    plain = frozenset()
+
+    def requests(code: str) -> float:
+        labels = frozenset({"signal": "traces", "transport": "http", "code": code}.items())
+        return samples.get(("onepane_otlp_requests_total", labels), 0.0)
+
+    assert samples[("onepane_spans_received_total", plain)] == 16
+    assert samples[("onepane_spans_accepted_total", plain)] == 15
+    assert samples[("onepane_spans_rejected_total", frozenset({("reason", "invalid")}))] == 1
+    assert (requests("200"), requests("400")) == (2, 1)
+    assert samples[("onepane_write_queue_spans", plain)] == 0
+    assert samples[("onepane_write_queue_capacity_spans", plain)] == 200_000
+    # Each export waited for its own commit: two commits, of 10 and 5 spans.
+    assert samples[("onepane_commit_seconds_count", plain)] == 2
+    assert samples[("onepane_commit_seconds_bucket", frozenset({("le", "+Inf")}))] == 2
+    assert 0 < samples[("onepane_commit_seconds_sum", plain)] < 10
+    assert samples[("onepane_commit_spans_sum", plain)] == 15
+    assert samples[("onepane_commit_spans_bucket", frozenset({("le", "10.0")}))] == 2
+
+    assert server.trace(whole.hex())["span_count"] == 10
+    assert server.trace(partial.hex())["span_count"] == 5
+    assert server.get_json("/healthz")[1]["write_queue_spans"] == 0
+
+    assert server.stop() == 0
+    with duckdb.connect(str(server.db), read_only=True) as conn:
+        migrations = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
+        (stored,) = conn.execute("SELECT count(*) FROM spans").fetchone()
+    assert migrations == [(1, "001_spans.sql")]
+    assert stored == 15
+
+
+def test_openapi_document_describes_the_live_api(server) -> None:
+    with urllib.request.urlopen(server.api_url + "/api/v1/openapi.json", timeout=30) as response:
+        assert response.headers["Content-Type"] == "application/json"
+        document = response.read()
+    spec = json.loads(document)
+    assert spec["openapi"] == "3.1.0"
+    assert spec["info"]["title"] == "Onepane API"
+    lookup = spec["paths"]["/api/v1/traces/{trace_id}"]["get"]
+    assert set(lookup["responses"]) >= {"200", "400", "404"}
+    [parameter] = lookup["parameters"]
+    assert (parameter["name"], parameter["in"], parameter["required"]) == ("trace_id", "path", True)
+
+    # Every fixed path it documents answers 200.
+    for path in spec["paths"]:
+        if "{" not in path:
+            with urllib.request.urlopen(server.api_url + path, timeout=30) as response:
+                assert response.status == 200, path
+
+    # A real trace matches the documented schema, and every documented field is there.
+    trace_id = uuid.uuid4().bytes
+    assert post(server.otlp_url, export_body(trace_id, 3))[0] == 200
+    got = server.trace(trace_id.hex())
+    trace_schema = lookup["responses"]["200"]["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator(trace_schema).validate(got)
+    assert set(trace_schema["properties"]) <= set(got)
+    span_schema = trace_schema["properties"]["spans"]["items"]
+    for span in got["spans"]:
+        assert set(span_schema["properties"]) <= set(span)
+    parameter_pattern = parameter["schema"]["pattern"]
+    jsonschema.validate(trace_id.hex(), {"type": "string", "pattern": parameter_pattern})
+
+    # So do the error bodies.
+    status, error = server.get_json("/api/v1/traces/" + "0" * 32)
+    assert status == 404
+    error_schema = lookup["responses"]["404"]["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator(error_schema).validate(error)
+
+
+def test_unknown_api_path_is_a_json_404(server) -> None:
+    for path in ("/api/v1/nothing-here", "/api/v1/traces", "/"):
+        status, body = server.get_json(path)
+        assert status == 404, path
+        assert set(body) == {"error"}
+        assert "no API route" in body["error"]
+        assert "openapi.json" in body["error"]  # says where to look instead
+
+
+def test_cli_help() -> None:
+    top = onepane("--help")
+    assert top.returncode == 0, top.stderr
+    assert "usage: onepane" in top.stdout
+    for command in ("serve", "up", "demo"):
+        assert command in top.stdout
+
+    serve = onepane("serve", "--help")
+    assert serve.returncode == 0, serve.stderr
+    for flag in ("--db", "--otlp-http-port", "--api-port", "--queue-spans", "--decoders"):
+        assert flag in serve.stdout
+
+
+def test_serve_fails_with_one_line_on_a_busy_port_or_a_bad_flag(server, tmp_path: Path) -> None:
+    otlp_port = urlsplit(server.otlp_url).port
+    api_port = urlsplit(server.api_url).port
+    other_db = tmp_path / "second.duckdb"
+    cases = [
+        (["--otlp-http-port", str(otlp_port), "--api-port", "0"], f":{otlp_port}"),
+        (["--otlp-http-port", "0", "--api-port", str(api_port)], f":{api_port}"),
+    ]
+    for flags, mentions in cases:
+        result = onepane("serve", "--db", str(other_db), "--decoders", "0", *flags)
+        assert result.returncode != 0
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("onepane: error: cannot listen")
+        assert mentions in lines[0]
+        assert "serving" not in result.stderr
+
+    result = onepane("serve", "--db", str(other_db), "--queue-spans", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "onepane: error: --queue-spans must be at least 1"
+
+    # The server that holds the ports is untouched.
+    status, health = server.get_json("/healthz")
+    assert (status, health["status"]) == (200, "ok")
