@@ -102,6 +102,12 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
         help="spans the write queue holds before answering 429 (200000)",
     )
     parser.add_argument("--memory-limit", default="512MB", help="DuckDB memory limit (512MB)")
+    parser.add_argument(
+        "--db-threads",
+        type=int,
+        default=1,
+        help="DuckDB threads (1: best ingest; more speeds up large analytical reads)",
+    )
 
 
 def _config(args: argparse.Namespace):
@@ -109,6 +115,8 @@ def _config(args: argparse.Namespace):
 
     if args.queue_spans < 1:
         raise ConfigError("--queue-spans must be at least 1")
+    if args.db_threads < 1:
+        raise ConfigError("--db-threads must be at least 1")
     if args.decoders is not None and args.decoders < 0:
         raise ConfigError("--decoders must be 0 or more")
     return ServeConfig(
@@ -120,6 +128,7 @@ def _config(args: argparse.Namespace):
         queue_spans=args.queue_spans,
         commit_spans=min(100_000, args.queue_spans),
         memory_limit=args.memory_limit,
+        db_threads=args.db_threads,
     )
 
 

@@ -11,6 +11,7 @@ from onepane.api import ApiContext, ApiServer
 from onepane.errors import ConfigError
 from onepane.metrics import ServerMetrics
 from store import db
+from store.db import INGEST_THREADS
 from store.writer import CommitStats, SpanWriter
 
 
@@ -27,6 +28,7 @@ class ServeConfig:
     commit_spans: int = 100_000
     max_in_flight: int = 64
     memory_limit: str = "512MB"
+    db_threads: int = INGEST_THREADS
 
 
 class OnepaneServer:
@@ -35,7 +37,9 @@ class OnepaneServer:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
         self.metrics = ServerMetrics()
-        self.conn = db.connect(config.db, memory_limit=config.memory_limit)
+        self.conn = db.connect(
+            config.db, memory_limit=config.memory_limit, threads=config.db_threads
+        )
         self.schema_version = db.migrate(self.conn)
         self.writer = SpanWriter(
             self.conn, config.queue_spans, config.commit_spans, on_commit=self._committed

@@ -21,11 +21,18 @@ def any_value(value: Any) -> Any:
     return getattr(value, which)
 
 
+_SCALARS = ("int_value", "bool_value", "double_value")
+
+
 def attributes(pairs: Iterable[Any]) -> dict[str, Any]:
-    """A repeated ``KeyValue`` as a dict; the common string case takes the short path."""
+    """A repeated ``KeyValue`` as a dict; strings and scalars take the short path."""
     out: dict[str, Any] = {}
     for pair in pairs:
         value = pair.value
         text = value.string_value
-        out[pair.key] = text if text else any_value(value)
+        if text:
+            out[pair.key] = text
+            continue
+        which = value.WhichOneof("value")
+        out[pair.key] = getattr(value, which) if which in _SCALARS else any_value(value)
     return out

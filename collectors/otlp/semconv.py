@@ -73,17 +73,20 @@ def span_role(attrs: Mapping[str, Any], kind: int, is_root: bool, is_batch: bool
 def span_columns(attrs: Mapping[str, Any]) -> tuple[Any, ...]:
     """The attribute-derived columns of a span, in ``SPAN_ATTRIBUTE_COLUMNS`` order."""
     get = attrs.get
-    status = get("http.response.status_code", get("http.status_code"))
+    method = get("http.request.method") or get("http.method")
+    status = get("http.response.status_code") or get("http.status_code")
+    system = get("db.system.name") or get("db.system")
+    operation = get("db.operation.name") or get("db.operation")
+    query = get("db.query.text") or get("db.statement")
+    model = get("ml.model.name") or get("gen_ai.request.model") or get("gen_ai.response.model")
     return (
         _str_or_none(get("http.route")),
-        _str_or_none(get("http.request.method", get("http.method"))),
+        _str_or_none(method),
         _int_or_none(status),
-        _str_or_none(get("db.system.name", get("db.system"))),
-        _str_or_none(get("db.operation.name", get("db.operation"))),
-        _str_or_none(get("db.query.text", get("db.statement"))),
-        _str_or_none(
-            get("ml.model.name", get("gen_ai.request.model", get("gen_ai.response.model")))
-        ),
+        _str_or_none(system),
+        _str_or_none(operation),
+        _str_or_none(query),
+        _str_or_none(model),
         _str_or_none(get("ml.model.version")),
     )
 

@@ -123,27 +123,38 @@ class _Builder:
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
             scope_attrs = attributes(scope.attributes)
-            shared = (
-                ident,
+            # The columns every span of this scope shares, before and after its own.
+            head = (
+                ident["service_name"],
+                ident["service_version"],
+                ident["environment"],
+                ident["workload"],
+            )
+            tail = (
+                ident["k8s_namespace"],
+                ident["k8s_pod"],
                 scope.name or None,
                 scope.version or None,
                 resource_id,
                 orjson.dumps(scope_attrs).decode() if scope_attrs else None,
             )
             for span in scope_spans.spans:
-                self.add_span(span, shared)
+                self.add_span(span, head, tail, ident["is_batch"])
 
-    def add_span(self, span: Any, shared: tuple[Any, ...]) -> None:
+    def add_span(
+        self, span: Any, head: tuple[Any, ...], tail: tuple[Any, ...], is_batch: bool
+    ) -> None:
         problem = _span_problem(span)
         if problem:
             self.reject(f"span {span.name!r} (span_id {span.span_id.hex() or 'empty'})", problem)
             return
-        ident, scope_name, scope_version, resource_id, scope_json = shared
         attrs = attributes(span.attributes)
         dumps = orjson.dumps
         parent = span.parent_span_id
         start, end = span.start_time_unix_nano, span.end_time_unix_nano
-        role = semconv.span_role(attrs, span.kind, not parent, ident["is_batch"])
+        role = semconv.span_role(attrs, span.kind, not parent, is_batch)
+        status = span.status
+        events, links = span.events, span.links
         trace_id = span.trace_id
         row = (
             int.from_bytes(trace_id[:8], "big", signed=True),
@@ -156,23 +167,15 @@ class _Builder:
             start,
             end,
             max(0, end - start),
-            span.status.code,
-            span.status.message or None,
-            ident["service_name"],
-            ident["service_version"],
-            ident["environment"],
-            ident["workload"],
+            status.code,
+            status.message or None,
+            *head,
             role,
             *semconv.span_columns(attrs),
-            ident["k8s_namespace"],
-            ident["k8s_pod"],
-            scope_name,
-            scope_version,
-            resource_id,
-            scope_json,
+            *tail,
             dumps(attrs).decode(),
-            _events_json(span.events),
-            _links_json(span.links),
+            _events_json(events) if events else None,
+            _links_json(links) if links else None,
         )
         self.rows.append(row)
 
