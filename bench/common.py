@@ -3,54 +3,28 @@
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
+import shutil
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-_READY = re.compile(r"OTLP/HTTP on (http://\S+)/v1/traces, API on (http://\S+),")
+from onepane.testing import LiveServer
 
 
-class LiveServer:
-    """`onepane serve` in a subprocess on free loopback ports, with a fresh store."""
+def live_server(db: Path | None = None, *extra: str) -> LiveServer:
+    """`onepane serve` on free loopback ports; a fresh store in a temporary folder unless
+    ``db`` is given. Extra flags from $ONEPANE_BENCH_SERVER_ARGS are passed on."""
+    extra = (*extra, *os.environ.get("ONEPANE_BENCH_SERVER_ARGS", "").split())
+    if db is None:
+        folder = tempfile.mkdtemp(prefix="onepane-bench-")
+        db = Path(folder) / "bench.duckdb"
+    return LiveServer(db, *extra)
 
-    def __init__(self, *extra: str, db: Path | None = None) -> None:
-        extra = (*extra, *os.environ.get("ONEPANE_BENCH_SERVER_ARGS", "").split())
-        self.dir = tempfile.TemporaryDirectory(prefix="onepane-bench-")
-        self.db = db or Path(self.dir.name) / "bench.duckdb"
-        cmd = [
-            sys.executable,
-            "-m",
-            "onepane",
-            "serve",
-            "--db",
-            str(self.db),
-            "--otlp-http-port",
-            "0",
-            "--api-port",
-            "0",
-            *extra,
-        ]
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stderr.readline()
-        match = _READY.search(line)
-        if not match:
-            self.proc.kill()
-            raise RuntimeError(f"server did not start: {line}{self.proc.stderr.read()}")
-        self.otlp_url, self.api_url = match.group(1), match.group(2)
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
 
-    def stop(self) -> None:
-        self.stop_keep()
-        self.dir.cleanup()
-
-    def stop_keep(self) -> None:
-        """Stop the server, keeping its store file."""
-        self.proc.terminate()
-        self.proc.wait(60)
+def remove_store(server: LiveServer) -> None:
+    """Delete a benchmark's temporary store folder."""
+    shutil.rmtree(server.db.parent, ignore_errors=True)
 
 
 def tree_rss_bytes(pid: int) -> int:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import LiveServer, PeakRss, median, now, percentile
+from common import PeakRss, live_server, median, now, percentile, remove_store
 from workload import make_exports
 
 SPANS_PER_EXPORT = 512
@@ -50,7 +50,7 @@ def client(url: str, exports: list[bytes], deadline: float, budget: int, out) ->
 
 
 def run_once(exports: list[bytes], clients: int, seconds: float, total: int | None) -> dict:
-    server = LiveServer()
+    server = live_server()
     rss = PeakRss(server.proc.pid)
     try:
         budget = (total // clients) if total else 1 << 62
@@ -74,6 +74,7 @@ def run_once(exports: list[bytes], clients: int, seconds: float, total: int | No
     finally:
         rss.stop()
         server.stop()
+        remove_store(server)
     acked = sum(r[0] for r in results)
     latencies = [lat for r in results for lat in r[2]]
     return {

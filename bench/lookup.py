@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import LiveServer, median, percentile
+from common import live_server, median, percentile
 
 from store import db, summary
 from store.traces import get_trace
@@ -144,12 +144,12 @@ def main() -> None:
         print(f"loaded in {load(args.db, args.spans, args.spans_per_trace):.0f} s")
     ids = trace_ids(args.spans, args.spans_per_trace, args.lookups)
     in_process = time_in_process(args.db, ids, args.spans_per_trace)
-    server = LiveServer(db=args.db)
+    server = live_server(args.db)
     try:
         time_api(server.api_url, ids[:10], args.spans_per_trace)  # warm the cache
         api = time_api(server.api_url, ids, args.spans_per_trace)
     finally:
-        server.stop_keep()
+        server.stop()
     print(
         f"spans stored: {args.spans:,} ({args.spans // args.spans_per_trace:,} traces, "
         f"{args.db.stat().st_size / 2**20:.0f} MiB file)"

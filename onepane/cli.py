@@ -9,9 +9,14 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from onepane import __version__
 from onepane.errors import ConfigError, OnepaneError
+
+if TYPE_CHECKING:  # the heavy modules load only for the commands that use them
+    from onepane.demo import DemoCompany
+    from onepane.server import OnepaneServer, ServeConfig
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,7 +115,7 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args: argparse.Namespace):
+def _config(args: argparse.Namespace) -> ServeConfig:
     from onepane.server import ServeConfig
 
     if args.queue_spans < 1:
@@ -139,7 +144,7 @@ def _until_stopped(stop: threading.Event) -> None:
         pass
 
 
-def _start_server(args: argparse.Namespace):
+def _start_server(args: argparse.Namespace) -> OnepaneServer:
     from onepane.server import OnepaneServer
 
     server = OnepaneServer(_config(args))
@@ -217,7 +222,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _announce(company, api: str, stop: threading.Event) -> None:
+def _announce(company: DemoCompany, api: str, stop: threading.Event) -> None:
     """Print a link to one recent trace of each flow, first after 5 s, then every 30 s."""
     wait = 5.0
     while not stop.wait(wait):

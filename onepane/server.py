@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from collectors.otlp.decoders import DecoderPool
 from collectors.otlp.http import Ingest, OTLPHttpServer
 from onepane.api import ApiContext, ApiServer
 from onepane.errors import ConfigError
+from onepane.httpbase import Server
 from onepane.metrics import ServerMetrics
 from store import db
 from store.db import INGEST_THREADS
 from store.writer import CommitStats, SpanWriter
+
+_S = TypeVar("_S", bound=Server)
 
 
 @dataclass
@@ -62,7 +67,7 @@ class OnepaneServer:
         )
         self.api = self._bind("API", config.api_port, lambda address: ApiServer(address, context))
 
-    def _bind(self, what: str, port: int, make):
+    def _bind(self, what: str, port: int, make: Callable[[tuple[str, int]], _S]) -> _S:
         try:
             return make((self.config.host, port))
         except OSError as exc:

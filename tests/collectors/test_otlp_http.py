@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import LiveServer
 from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.exporter.otlp.proto.http import Compression
@@ -37,6 +36,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode, TraceFlags
 from prometheus_client.parser import text_string_to_metric_families
+
+from onepane.testing import LiveServer
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"

@@ -1,0 +1,93 @@
+"""A live `onepane serve` for integration tests and benchmarks.
+
+Starts the real server in a subprocess on free loopback ports with its own DuckDB file,
+waits until it is listening, and offers the few calls a test needs. Use it to test your
+own exporters against Onepane::
+
+    server = LiveServer(Path("/tmp/test.duckdb"))
+    ...  # export to server.otlp_url, read server.api_url
+    server.stop()
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+_READY = re.compile(r"OTLP/HTTP on (http://\S+)/v1/traces, API on (http://\S+),")
+
+
+class LiveServer:
+    """`python -m onepane serve` on free loopback ports; the output is kept for assertions."""
+
+    def __init__(self, db: Path, *args: str) -> None:
+        self.db = db
+        cmd = [
+            sys.executable,
+            "-m",
+            "onepane",
+            "serve",
+            "--db",
+            str(db),
+            "--otlp-http-port",
+            "0",
+            "--api-port",
+            "0",
+            *args,
+        ]
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        self.output: list[str] = []
+        line = self.proc.stderr.readline()
+        self.output.append(line)
+        match = _READY.search(line)
+        if not match:
+            self.proc.kill()
+            rest = self.proc.stderr.read()
+            raise RuntimeError(f"onepane serve did not start: {line}{rest}")
+        self.otlp_url, self.api_url = match.group(1), match.group(2)
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        for line in self.proc.stderr:
+            self.output.append(line)
+
+    def get_json(self, path: str) -> tuple[int, dict]:
+        """GET an API path; returns (status, parsed JSON body)."""
+        try:
+            with urllib.request.urlopen(self.api_url + path, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    def trace(self, trace_id: str) -> dict:
+        status, body = self.get_json(f"/api/v1/traces/{trace_id}")
+        assert status == 200, body
+        return body
+
+    def metric(self, name: str) -> float:
+        """The value of one unlabelled (or summed labelled) sample in /metrics."""
+        with urllib.request.urlopen(self.api_url + "/metrics", timeout=30) as response:
+            text = response.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and (line[len(name)] in " {"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(60)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
