@@ -159,7 +159,7 @@ def main() -> None:
         f"median {median(api) * 1e3:.1f} ms, p99 {percentile(api, 0.99) * 1e3:.1f} ms"
     )
     print(
-        f"trace by id in-process (store.traces.get_trace, cold first): "
+        f"trace by id in-process (store.traces.get_trace): "
         f"median {median(in_process) * 1e3:.1f} ms, p99 {percentile(in_process, 0.99) * 1e3:.1f} ms"
     )
 

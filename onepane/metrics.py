@@ -45,6 +45,12 @@ class ServerMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        self.checkpoint_seconds = Histogram(
+            "onepane_checkpoint_seconds",
+            "Background checkpoints of the store (WAL written into the database file).",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
         self.commit_spans = Histogram(
             "onepane_commit_spans",
             "Spans per group commit.",

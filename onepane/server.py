@@ -14,6 +14,7 @@ from onepane.errors import ConfigError
 from onepane.httpbase import Server
 from onepane.metrics import ServerMetrics
 from store import db
+from store.checkpointer import Checkpointer
 from store.db import INGEST_THREADS
 from store.writer import CommitStats, SpanWriter
 
@@ -50,6 +51,12 @@ class OnepaneServer:
             self.conn, config.queue_spans, config.commit_spans, on_commit=self._committed
         )
         self.metrics.watch_queue(lambda: self.writer.queued_spans, config.queue_spans)
+        self.checkpointer = Checkpointer(
+            self.conn,
+            Path(f"{config.db}.wal"),
+            db.CHECKPOINT_WAL_BYTES,
+            on_checkpoint=self.metrics.checkpoint_seconds.observe,
+        )
         self.decoders = DecoderPool(config.decoders)
         self.readers = db.ReadCursors(self.conn)
         self.otlp_http = self._bind(
@@ -93,9 +100,11 @@ class OnepaneServer:
         """Recover what a crash left unfolded, start the decoders, then listen."""
         try:
             self.writer.start()
+            self.checkpointer.start()
             self.decoders.warm_up()
         except BaseException:
             self.writer.close()
+            self.checkpointer.close()
             self.decoders.shutdown()
             self.otlp_http.server_close()
             self.api.server_close()
@@ -109,6 +118,7 @@ class OnepaneServer:
         self.otlp_http.shutdown()
         self.otlp_http.server_close()
         self.writer.close()
+        self.checkpointer.close()
         self.api.shutdown()
         self.api.server_close()
         self.decoders.shutdown()
