@@ -29,15 +29,7 @@ def remove_store(server: LiveServer) -> None:
 
 def tree_rss_bytes(pid: int) -> int:
     """Resident memory of a process and its children (the decoder workers)."""
-    total = 0
-    for p in [pid, *_children(pid)]:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
+    return sum(_rss(p) for p in [pid, *_children(pid)])
 
 
 def _children(pid: int) -> list[int]:
@@ -70,12 +62,11 @@ class PeakRss:
 
 def _rss(pid: int) -> int:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+        status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
-        pass
-    return 0
+        return 0
+    line = next((line for line in status.splitlines() if line.startswith("VmRSS:")), None)
+    return int(line.split()[1]) * 1024 if line else 0
 
 
 def median(values: list[float]) -> float:

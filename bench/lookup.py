@@ -113,7 +113,7 @@ def time_api(api_url: str, ids: list[str], expect: int) -> list[float]:
 def time_in_process(path: Path, ids: list[str], expect: int) -> list[float]:
     import duckdb
 
-    conn = duckdb.connect(str(path), read_only=True, config={"memory_limit": "512MB"})
+    conn = duckdb.connect(str(path), read_only=True, config={"memory_limit": db.MEMORY_LIMIT})
     times = []
     for trace_id in ids:
         started = time.perf_counter()

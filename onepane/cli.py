@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from onepane import __version__
 from onepane.errors import ConfigError, OnepaneError
+from store.db import MEMORY_LIMIT
 
 if TYPE_CHECKING:  # the heavy modules load only for the commands that use them
     from onepane.demo import DemoCompany
@@ -106,12 +107,22 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
         default=200_000,
         help="spans the write queue holds before answering 429 (200000)",
     )
-    parser.add_argument("--memory-limit", default="512MB", help="DuckDB memory limit (512MB)")
+    parser.add_argument(
+        "--memory-limit",
+        default=MEMORY_LIMIT,
+        help=f"DuckDB buffer memory; beyond it DuckDB spills to disk ({MEMORY_LIMIT})",
+    )
     parser.add_argument(
         "--db-threads",
         type=int,
         default=1,
         help="DuckDB threads (1: best ingest; more speeds up large analytical reads)",
+    )
+    parser.add_argument(
+        "--checkpoint-wal-mb",
+        type=int,
+        default=64,
+        help="checkpoint in the background once the WAL holds this many MiB (64)",
     )
 
 
@@ -120,6 +131,8 @@ def _config(args: argparse.Namespace) -> ServeConfig:
 
     if args.queue_spans < 1:
         raise ConfigError("--queue-spans must be at least 1")
+    if args.checkpoint_wal_mb < 1:
+        raise ConfigError("--checkpoint-wal-mb must be at least 1")
     if args.db_threads < 1:
         raise ConfigError("--db-threads must be at least 1")
     if args.decoders is not None and args.decoders < 0:
@@ -134,6 +147,7 @@ def _config(args: argparse.Namespace) -> ServeConfig:
         commit_spans=min(100_000, args.queue_spans),
         memory_limit=args.memory_limit,
         db_threads=args.db_threads,
+        checkpoint_wal_bytes=args.checkpoint_wal_mb * 1024 * 1024,
     )
 
 

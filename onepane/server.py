@@ -15,7 +15,7 @@ from onepane.httpbase import Server
 from onepane.metrics import ServerMetrics
 from store import db
 from store.checkpointer import Checkpointer
-from store.db import INGEST_THREADS
+from store.db import CHECKPOINT_WAL_BYTES, INGEST_THREADS, MEMORY_LIMIT
 from store.writer import CommitStats, SpanWriter
 
 _S = TypeVar("_S", bound=Server)
@@ -33,8 +33,9 @@ class ServeConfig:
     queue_spans: int = 200_000
     commit_spans: int = 100_000
     max_in_flight: int = 64
-    memory_limit: str = "512MB"
+    memory_limit: str = MEMORY_LIMIT
     db_threads: int = INGEST_THREADS
+    checkpoint_wal_bytes: int = CHECKPOINT_WAL_BYTES
 
 
 class OnepaneServer:
@@ -54,7 +55,7 @@ class OnepaneServer:
         self.checkpointer = Checkpointer(
             self.conn,
             Path(f"{config.db}.wal"),
-            db.CHECKPOINT_WAL_BYTES,
+            config.checkpoint_wal_bytes,
             on_checkpoint=self.metrics.checkpoint_seconds.observe,
         )
         self.decoders = DecoderPool(config.decoders)

@@ -68,9 +68,12 @@ class OTLPHttpHandler(httpbase.Handler):
         media, body_read = None, False
         try:
             media = wire.media_type(self.headers.get("Content-Type"))
-            body = self.read_body(self.server.ingest.max_body_bytes)
-            body_read = True
-            self._export_traces(body, media)
+            # The slot is taken before the body is read, so at most max_in_flight bodies
+            # (each at most 64 MiB, also after gunzip) are in memory at once.
+            with self.server.admission():
+                body = self.read_body(self.server.ingest.max_body_bytes)
+                body_read = True
+                self._export_traces(body, media)
         except OnepaneError as exc:
             if not body_read:  # an unread body would be parsed as the next request
                 self.close_connection = True
@@ -86,13 +89,12 @@ class OTLPHttpHandler(httpbase.Handler):
     def _export_traces(self, body: bytes, media: str) -> None:
         ingest = self.server.ingest
         body = wire.decompress(body, self.headers.get("Content-Encoding"), ingest.max_body_bytes)
-        with self.server.admission():
-            decoded = ingest.decoders.traces(body, media == wire.JSON)
-            ingest.metrics.spans_received.inc(decoded.accepted + decoded.rejected)
-            if decoded.rejected:
-                ingest.metrics.spans_rejected.labels("invalid").inc(decoded.rejected)
-            if decoded.accepted:
-                self._store(decoded.table, decoded.resources)
+        decoded = ingest.decoders.traces(body, media == wire.JSON)
+        ingest.metrics.spans_received.inc(decoded.accepted + decoded.rejected)
+        if decoded.rejected:
+            ingest.metrics.spans_rejected.labels("invalid").inc(decoded.rejected)
+        if decoded.accepted:
+            self._store(decoded.table, decoded.resources)
         response = ExportTraceServiceResponse()
         if decoded.rejected:
             response.partial_success.CopyFrom(

@@ -322,3 +322,34 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+# --- background checkpoints -----------------------------------------------------------
+
+
+def test_background_checkpoints_keep_the_wal_small_and_lose_nothing(
+    start_server: Callable, tmp_path: Path
+) -> None:
+    db = tmp_path / "checkpointed.duckdb"
+    server = start_server("--checkpoint-wal-mb", "1", db=db)
+    conn = connect(server.otlp_url)
+    sent: dict[str, int] = {}
+    for _ in range(120):
+        trace_id = uuid.uuid4().bytes
+        body = export_body(trace_id, new_span_ids(200), "checkpoint-test")
+        assert post(conn, body).status == 200
+        sent[trace_id.hex()] = 200
+    conn.close()
+
+    deadline = time.monotonic() + 20
+    while server.metric("onepane_checkpoint_seconds_count") < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server.metric("onepane_checkpoint_seconds_count") >= 1, "no background checkpoint"
+    wal = Path(f"{db}.wal")
+    assert not wal.exists() or wal.stat().st_size < 4 * 1024 * 1024  # 24,000 spans sent
+    some_trace = next(iter(sent))
+    assert server.trace(some_trace)["span_count"] == 200
+
+    assert server.stop() == 0
+    stored = spans_by_trace(db)
+    assert {trace_id: counts[0] for trace_id, counts in stored.items()} == sent
