@@ -53,7 +53,7 @@ class ApiHandler(httpbase.Handler):
                 200,
                 {
                     "status": "ok",
-                    "write_queue_spans": ctx.queue_depth(),
+                    "write_queue_rows": ctx.queue_depth(),
                     "schema_version": ctx.schema_version,
                 },
             )

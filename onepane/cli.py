@@ -94,6 +94,7 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
         help="address to listen on (127.0.0.1; 0.0.0.0 for every interface)",
     )
     parser.add_argument("--otlp-http-port", type=int, default=4318, help="OTLP/HTTP port (4318)")
+    parser.add_argument("--otlp-grpc-port", type=int, default=4317, help="OTLP/gRPC port (4317)")
     parser.add_argument("--api-port", type=int, default=8320, help="HTTP API port (8320)")
     parser.add_argument(
         "--decoders",
@@ -102,10 +103,13 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
         help="decoder processes (default: one per core; 0 decodes in-process)",
     )
     parser.add_argument(
+        "--queue-rows",
         "--queue-spans",
+        dest="queue_rows",
         type=int,
         default=200_000,
-        help="spans the write queue holds before answering 429 (200000)",
+        help="spans, metric points and log records the write queue holds before answering "
+        "429 / RESOURCE_EXHAUSTED (200000)",
     )
     parser.add_argument(
         "--memory-limit",
@@ -129,8 +133,8 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace) -> ServeConfig:
     from onepane.server import ServeConfig
 
-    if args.queue_spans < 1:
-        raise ConfigError("--queue-spans must be at least 1")
+    if args.queue_rows < 1:
+        raise ConfigError("--queue-rows must be at least 1")
     if args.checkpoint_wal_mb < 1:
         raise ConfigError("--checkpoint-wal-mb must be at least 1")
     if args.db_threads < 1:
@@ -141,10 +145,11 @@ def _config(args: argparse.Namespace) -> ServeConfig:
         db=args.db,
         host=args.host,
         otlp_http_port=args.otlp_http_port,
+        otlp_grpc_port=args.otlp_grpc_port,
         api_port=args.api_port,
         decoders=args.decoders,
-        queue_spans=args.queue_spans,
-        commit_spans=min(100_000, args.queue_spans),
+        queue_rows=args.queue_rows,
+        commit_rows=min(100_000, args.queue_rows),
         memory_limit=args.memory_limit,
         db_threads=args.db_threads,
         checkpoint_wal_bytes=args.checkpoint_wal_mb * 1024 * 1024,
@@ -164,8 +169,8 @@ def _start_server(args: argparse.Namespace) -> OnepaneServer:
     server = OnepaneServer(_config(args))
     server.start()
     print(
-        f"onepane: serving OTLP/HTTP on {server.otlp_http_url}/v1/traces, "
-        f"API on {server.api_url}, store {args.db}",
+        f"onepane: serving OTLP/HTTP on {server.otlp_http_url}, "
+        f"OTLP/gRPC on {server.otlp_grpc_address}, API on {server.api_url}, store {args.db}",
         file=sys.stderr,
         flush=True,
     )

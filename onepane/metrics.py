@@ -9,8 +9,33 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+_COUNTED_AS = {"traces": "spans", "metrics": "metric_points", "logs": "log_records"}
+
+
+class SignalCounters:
+    """Items of one signal received, committed and refused (by reason)."""
+
+    def __init__(self, noun: str, registry: CollectorRegistry) -> None:
+        words = noun.replace("_", " ").capitalize()
+        self.received = Counter(
+            f"onepane_{noun}_received",
+            f"{words} received in decodable OTLP requests.",
+            registry=registry,
+        )
+        self.accepted = Counter(
+            f"onepane_{noun}_accepted", f"{words} committed to the store.", registry=registry
+        )
+        self.rejected = Counter(
+            f"onepane_{noun}_rejected",
+            f"{words} refused: invalid (partial success) or not stored (429/503).",
+            ["reason"],
+            registry=registry,
+        )
+
+
 class ServerMetrics:
-    """Ingest health: spans in, out and refused; the write queue; commit latency."""
+    """Ingest health: spans, points and log records in, out and refused; the write queue;
+    commit latency."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -21,23 +46,14 @@ class ServerMetrics:
             ["signal", "transport", "code"],
             registry=r,
         )
-        self.spans_received = Counter(
-            "onepane_spans_received", "Spans received in decodable OTLP requests.", registry=r
-        )
-        self.spans_accepted = Counter(
-            "onepane_spans_accepted", "Spans committed to the store.", registry=r
-        )
-        self.spans_rejected = Counter(
-            "onepane_spans_rejected",
-            "Spans refused: invalid (partial success) or not stored (429/503).",
-            ["reason"],
+        self.signals = {signal: SignalCounters(noun, r) for signal, noun in _COUNTED_AS.items()}
+        self.queue_rows = Gauge(
+            "onepane_write_queue_rows",
+            "Rows (spans, metric points, log records) waiting for the writer.",
             registry=r,
         )
-        self.queue_spans = Gauge(
-            "onepane_write_queue_spans", "Spans waiting for the writer.", registry=r
-        )
         self.queue_capacity = Gauge(
-            "onepane_write_queue_capacity_spans", "Size of the write queue.", registry=r
+            "onepane_write_queue_capacity_rows", "Size of the write queue, in rows.", registry=r
         )
         self.commit_seconds = Histogram(
             "onepane_commit_seconds",
@@ -51,15 +67,15 @@ class ServerMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
-        self.commit_spans = Histogram(
-            "onepane_commit_spans",
-            "Spans per group commit.",
+        self.commit_rows = Histogram(
+            "onepane_commit_rows",
+            "Rows (spans, metric points, log records) per group commit.",
             buckets=(1, 10, 100, 1_000, 10_000, 50_000, 100_000),
             registry=r,
         )
 
     def watch_queue(self, depth: Callable[[], float], capacity: int) -> None:
-        self.queue_spans.set_function(depth)
+        self.queue_rows.set_function(depth)
         self.queue_capacity.set(capacity)
 
     def exposition(self) -> bytes:

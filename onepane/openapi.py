@@ -124,7 +124,7 @@ def document() -> dict[str, Any]:
                                         "type": "object",
                                         "properties": {
                                             "status": {"type": "string"},
-                                            "write_queue_spans": {"type": "integer"},
+                                            "write_queue_rows": {"type": "integer"},
                                             "schema_version": {"type": "integer"},
                                         },
                                     }

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from collectors.otlp.decoders import DecoderPool
-from collectors.otlp.http import Ingest, OTLPHttpServer
+from collectors.otlp.grpc_receiver import OTLPGrpcServer
+from collectors.otlp.http import OTLPHttpServer
+from collectors.otlp.ingest import Ingest
 from onepane.api import ApiContext, ApiServer
 from onepane.errors import ConfigError
 from onepane.httpbase import Server
@@ -16,7 +18,7 @@ from onepane.metrics import ServerMetrics
 from store import db
 from store.checkpointer import Checkpointer
 from store.db import CHECKPOINT_WAL_BYTES, INGEST_THREADS, MEMORY_LIMIT
-from store.writer import CommitStats, SpanWriter
+from store.writer import CommitStats, Writer
 
 _S = TypeVar("_S", bound=Server)
 
@@ -28,10 +30,11 @@ class ServeConfig:
     db: Path = db.DEFAULT_DB_PATH
     host: str = "127.0.0.1"
     otlp_http_port: int = 4318
+    otlp_grpc_port: int = 4317
     api_port: int = 8320
     decoders: int | None = None  # worker processes; None: one per core, 0: decode inline
-    queue_spans: int = 200_000
-    commit_spans: int = 100_000
+    queue_rows: int = 200_000  # spans, metric points and log records waiting to be written
+    commit_rows: int = 100_000
     max_in_flight: int = 64
     memory_limit: str = MEMORY_LIMIT
     db_threads: int = INGEST_THREADS
@@ -39,7 +42,7 @@ class ServeConfig:
 
 
 class OnepaneServer:
-    """The store, the writer, the decoders, the OTLP receiver and the API, started together."""
+    """The store, the writer, the decoders, the OTLP receivers and the API, started together."""
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
@@ -48,10 +51,10 @@ class OnepaneServer:
             config.db, memory_limit=config.memory_limit, threads=config.db_threads
         )
         self.schema_version = db.migrate(self.conn)
-        self.writer = SpanWriter(
-            self.conn, config.queue_spans, config.commit_spans, on_commit=self._committed
+        self.writer = Writer(
+            self.conn, config.queue_rows, config.commit_rows, on_commit=self._committed
         )
-        self.metrics.watch_queue(lambda: self.writer.queued_spans, config.queue_spans)
+        self.metrics.watch_queue(lambda: self.writer.queued_rows, config.queue_rows)
         self.checkpointer = Checkpointer(
             self.conn,
             Path(f"{config.db}.wal"),
@@ -60,18 +63,17 @@ class OnepaneServer:
         )
         self.decoders = DecoderPool(config.decoders)
         self.readers = db.ReadCursors(self.conn)
+        ingest = Ingest(
+            self.decoders, self.writer, self.metrics, max_in_flight=config.max_in_flight
+        )
         self.otlp_http = self._bind(
-            "OTLP/HTTP",
-            config.otlp_http_port,
-            lambda address: OTLPHttpServer(
-                address,
-                Ingest(
-                    self.decoders, self.writer, self.metrics, max_in_flight=config.max_in_flight
-                ),
-            ),
+            "OTLP/HTTP", config.otlp_http_port, lambda address: OTLPHttpServer(address, ingest)
+        )
+        self.otlp_grpc = self._bind(
+            "OTLP/gRPC", config.otlp_grpc_port, lambda address: OTLPGrpcServer(address, ingest)
         )
         context = ApiContext(
-            self.readers, self.metrics, lambda: self.writer.queued_spans, self.schema_version
+            self.readers, self.metrics, lambda: self.writer.queued_rows, self.schema_version
         )
         self.api = self._bind("API", config.api_port, lambda address: ApiServer(address, context))
 
@@ -79,19 +81,24 @@ class OnepaneServer:
         try:
             return make((self.config.host, port))
         except OSError as exc:
+            self._close_listeners()
             self.close_store()
             raise ConfigError(
-                f"cannot listen for {what} on {self.config.host}:{port}: {exc.strerror}. "
+                f"cannot listen for {what} on {self.config.host}:{port}: {exc.strerror or exc}. "
                 "Is another Onepane running? Stop it or choose another port."
             ) from exc
 
     def _committed(self, stats: CommitStats) -> None:
         self.metrics.commit_seconds.observe(stats.seconds)
-        self.metrics.commit_spans.observe(stats.spans)
+        self.metrics.commit_rows.observe(stats.rows)
 
     @property
     def otlp_http_url(self) -> str:
         return f"http://{self.config.host}:{self.otlp_http.port}"
+
+    @property
+    def otlp_grpc_address(self) -> str:
+        return f"{self.config.host}:{self.otlp_grpc.port}"
 
     @property
     def api_url(self) -> str:
@@ -107,17 +114,28 @@ class OnepaneServer:
             self.writer.close()
             self.checkpointer.close()
             self.decoders.shutdown()
-            self.otlp_http.server_close()
-            self.api.server_close()
+            self._close_listeners()
             self.close_store()
             raise
         self.otlp_http.serve_in_thread("onepane-otlp-http")
+        self.otlp_grpc.start()
         self.api.serve_in_thread("onepane-api")
+
+    def _close_listeners(self) -> None:
+        """Release whichever ports were bound (on a failed start)."""
+        for name in ("otlp_http", "api"):
+            listener = getattr(self, name, None)
+            if listener is not None:
+                listener.server_close()
+        grpc_server = getattr(self, "otlp_grpc", None)
+        if grpc_server is not None:
+            grpc_server.stop(0)
 
     def stop(self) -> None:
         """Stop listening, commit what was accepted into the queue, close the store."""
         self.otlp_http.shutdown()
         self.otlp_http.server_close()
+        self.otlp_grpc.stop()
         self.writer.close()
         self.checkpointer.close()
         self.api.shutdown()

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-_READY = re.compile(r"OTLP/HTTP on (http://\S+)/v1/traces, API on (http://\S+),")
+_READY = re.compile(r"OTLP/HTTP on (http://\S+), OTLP/gRPC on (\S+), API on (http://\S+),")
 
 
 class LiveServer:
@@ -38,6 +38,8 @@ class LiveServer:
             str(db),
             "--otlp-http-port",
             "0",
+            "--otlp-grpc-port",
+            "0",
             "--api-port",
             "0",
             *args,
@@ -51,7 +53,7 @@ class LiveServer:
             self.proc.kill()
             rest = self.proc.stderr.read()
             raise RuntimeError(f"onepane serve did not start: {line}{rest}")
-        self.otlp_url, self.api_url = match.group(1), match.group(2)
+        self.otlp_url, self.grpc_address, self.api_url = match.groups()
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
 

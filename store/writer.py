@@ -1,9 +1,10 @@
 """The single writer: one thread owns every write to DuckDB.
 
-Receivers ``submit`` Arrow tables and wait on the returned future; the writer drains
-everything queued (group commit), appends it in one transaction and only then resolves
-the futures, so an acknowledged span is a committed span. The queue is bounded in spans:
-when it is full ``submit`` raises ``Overloaded`` at once and the receiver answers 429.
+Receivers ``submit`` Arrow tables of spans, metric points or log records and wait on the
+returned future; the writer drains everything queued (group commit), appends it in one
+transaction and only then resolves the futures, so an acknowledged row is a committed
+row. The queue is bounded in rows: when it is full ``submit`` raises ``Overloaded`` at
+once and the receiver answers 429 / RESOURCE_EXHAUSTED.
 About once a second, and before it stops, the writer folds new spans into the trace
 summaries (store/summary.py).
 """
@@ -26,6 +27,7 @@ from onepane.errors import Overloaded, StoreError, Unavailable
 from store import summary
 from store.db import transaction
 
+TABLES = {"traces": "spans", "metrics": "metric_points", "logs": "logs"}
 _INSERT_RESOURCES = """
 INSERT INTO resources
 SELECT resource_id, any_value(attributes) FROM write_resources GROUP BY resource_id
@@ -37,32 +39,37 @@ ON CONFLICT (resource_id) DO NOTHING
 class CommitStats:
     """What one group commit did, for metrics."""
 
-    spans: int
+    rows: int
     requests: int
     seconds: float
 
 
-_Item = tuple[pa.Table, pa.Table, Future]
+@dataclass(frozen=True)
+class _Item:
+    signal: str
+    rows: pa.Table
+    resources: pa.Table
+    future: Future
 
 
-class SpanWriter:
-    """The one thread that appends spans to the store."""
+class Writer:
+    """The one thread that appends spans, metric points and log records to the store."""
 
     def __init__(
         self,
         conn: duckdb.DuckDBPyConnection,
-        max_queue_spans: int = 200_000,
-        max_commit_spans: int = 100_000,
+        max_queue_rows: int = 200_000,
+        max_commit_rows: int = 100_000,
         on_commit: Callable[[CommitStats], None] | None = None,
         fold_every_s: float = 1.0,
     ) -> None:
         self._conn = conn
-        self._max_queue = max_queue_spans
-        self._max_commit = max_commit_spans
+        self._max_queue = max_queue_rows
+        self._max_commit = max_commit_rows
         self._on_commit = on_commit
         self._fold_every = fold_every_s
         self._queue: deque[_Item] = deque()
-        self._queued_spans = 0
+        self._queued_rows = 0
         self._cond = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="onepane-writer", daemon=True)
@@ -71,36 +78,36 @@ class SpanWriter:
         self.last_commit_seconds = 0.05
 
     @property
-    def queued_spans(self) -> int:
-        return self._queued_spans
+    def queued_rows(self) -> int:
+        return self._queued_rows
 
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, spans: pa.Table, resources: pa.Table) -> Future:
-        """Queue spans (and the resources they point at) for the next commit.
+    def submit(self, signal: str, table: pa.Table, resources: pa.Table) -> Future:
+        """Queue rows of ``signal`` (and the resources they point at) for the next commit.
 
-        The future resolves to the span count once they are durable.
+        The future resolves to the row count once they are durable.
         """
         future: Future = Future()
-        rows = spans.num_rows
+        rows = table.num_rows
         with self._cond:
             if self._closing:
                 raise Unavailable("the server is shutting down; retry against the new process")
-            if self._queue and self._queued_spans + rows > self._max_queue:
+            if self._queue and self._queued_rows + rows > self._max_queue:
                 raise Overloaded(
-                    f"write queue is full ({self._queued_spans} spans waiting); retry later",
+                    f"write queue is full ({self._queued_rows} rows waiting); retry later",
                     retry_after=self.retry_after(),
                 )
-            self._queue.append((spans, resources, future))
-            self._queued_spans += rows
+            self._queue.append(_Item(signal, table, resources, future))
+            self._queued_rows += rows
             self._cond.notify()
         return future
 
     def retry_after(self) -> int:
         """Seconds a refused client should wait: time to drain the queue, at least 1."""
         # A commit takes at least one whole request, so never more commits than requests.
-        commits = max(1.0, min(len(self._queue), self._queued_spans / self._max_commit))
+        commits = max(1.0, min(len(self._queue), self._queued_rows / self._max_commit))
         return max(1, round(commits * self.last_commit_seconds + 0.5))
 
     def close(self, timeout: float = 60.0) -> None:
@@ -120,16 +127,13 @@ class SpanWriter:
                 return None if self._closing else []
             group, rows = [], 0
             while self._queue and (
-                not group or rows + self._queue[0][0].num_rows <= self._max_commit
+                not group or rows + self._queue[0].rows.num_rows <= self._max_commit
             ):
                 item = self._queue.popleft()
                 group.append(item)
-                rows += item[0].num_rows
-            self._queued_spans -= rows
+                rows += item.rows.num_rows
+            self._queued_rows -= rows
             return group
-
-    def _next_rows(self) -> int:
-        return self._queue[0][0].num_rows
 
     def _run(self) -> None:
         self._fold()  # whatever a crash or a bulk load left unfolded
@@ -151,41 +155,47 @@ class SpanWriter:
     def _commit_group(self, group: list[_Item]) -> None:
         started = time.perf_counter()
         try:
-            self._commit(
-                pa.concat_tables([spans for spans, _, _ in group]),
-                pa.concat_tables([resources for _, resources, _ in group]),
-            )
+            self._commit(group)
         except duckdb.Error as exc:
-            error = StoreError(f"could not write spans to the store: {exc}")
-            for _, _, future in group:
-                future.set_exception(error)
+            error = StoreError(f"could not write to the store: {exc}")
+            for item in group:
+                item.future.set_exception(error)
             return
         elapsed = time.perf_counter() - started
         self.last_commit_seconds = elapsed
-        for spans, _, future in group:
-            future.set_result(spans.num_rows)
+        for item in group:
+            item.future.set_result(item.rows.num_rows)
         if self._on_commit:
-            total = sum(item[0].num_rows for item in group)
+            total = sum(item.rows.num_rows for item in group)
             self._on_commit(CommitStats(total, len(group), elapsed))
 
-    def _commit(self, spans: pa.Table, resources: pa.Table) -> None:
+    def _commit(self, group: list[_Item]) -> None:
+        """Append every queued table in one transaction: one insert per signal."""
         batch_no = self._batch_no + 1
-        spans = spans.append_column(
-            "batch_no", pa.repeat(pa.scalar(batch_no, pa.int64()), spans.num_rows)
-        )
-        new_resources = self._unknown(resources)
+        tables = {
+            signal: pa.concat_tables([item.rows for item in group if item.signal == signal])
+            for signal in dict.fromkeys(item.signal for item in group)
+        }
+        if "traces" in tables:
+            spans = tables["traces"]
+            tables["traces"] = spans.append_column(
+                "batch_no", pa.repeat(pa.scalar(batch_no, pa.int64()), spans.num_rows)
+            )
+        new_resources = self._unknown(pa.concat_tables([item.resources for item in group]))
         conn = self._conn
-        conn.register("write_batch", spans)
         conn.register("write_resources", new_resources)
         try:
             with transaction(conn):
                 if new_resources.num_rows:
                     conn.execute(_INSERT_RESOURCES)
-                conn.execute("INSERT INTO spans BY NAME SELECT * FROM write_batch")
+                for signal, table in tables.items():
+                    conn.register("write_batch", table)
+                    conn.execute(f"INSERT INTO {TABLES[signal]} BY NAME SELECT * FROM write_batch")
+                    conn.unregister("write_batch")
         finally:
-            conn.unregister("write_batch")
             conn.unregister("write_resources")
-        self._batch_no = batch_no
+        if "traces" in tables:
+            self._batch_no = batch_no
         self._known_resources.update(new_resources.column("resource_id").to_pylist())
 
     def _unknown(self, resources: pa.Table) -> pa.Table:

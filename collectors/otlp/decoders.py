@@ -15,8 +15,19 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from collectors.otlp.traces import DecodedSpans, decode_traces
+from collectors.otlp.decoded import Decoded
+from collectors.otlp.logs import decode_logs
+from collectors.otlp.metrics import decode_metrics
+from collectors.otlp.traces import decode_traces
 from onepane.errors import Unavailable
+
+_DECODE = {"traces": decode_traces, "metrics": decode_metrics, "logs": decode_logs}
+SIGNALS = tuple(_DECODE)
+
+
+def decode(signal: str, body: bytes, json: bool) -> Decoded:
+    """Decode one export of ``signal`` (traces, metrics or logs); 400 for a bad body."""
+    return _DECODE[signal](body, json)
 
 
 def _init_worker() -> None:
@@ -35,7 +46,7 @@ def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
 
 
 class DecoderPool:
-    """Decodes OTLP trace exports, in ``workers`` processes (0: inline)."""
+    """Decodes OTLP exports, in ``workers`` processes (0: inline)."""
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = (os.cpu_count() or 1) if workers is None else workers
@@ -51,17 +62,21 @@ class DecoderPool:
     def warm_up(self) -> None:
         """Start every worker now rather than on the first request."""
         if self._pool:
-            futures = [self._pool.submit(decode_traces, b"", False) for _ in range(self.workers)]
+            futures = [
+                self._pool.submit(decode, signal, b"", False)
+                for _ in range(self.workers)
+                for signal in SIGNALS
+            ]
             for future in futures:
                 future.result()
 
-    def traces(self, body: bytes, json: bool) -> DecodedSpans:
-        """Decode one trace export; raises ``BadRequest`` for a malformed body."""
+    def decode(self, signal: str, body: bytes, json: bool) -> Decoded:
+        """Decode one export; raises ``BadRequest`` for a malformed body."""
         pool = self._pool
         if pool is None:
-            return decode_traces(body, json)
+            return decode(signal, body, json)
         try:
-            return pool.submit(decode_traces, body, json).result()
+            return pool.submit(decode, signal, body, json).result()
         except BrokenProcessPool:
             self._replace(pool)
             raise Unavailable("a decoder process died; retry the export") from None

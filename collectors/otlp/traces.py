@@ -7,8 +7,6 @@ counted and described, and the rest of the batch is kept (OTLP partial success).
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -17,112 +15,83 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from collectors.otlp import semconv
 from collectors.otlp.anyvalue import attributes
-from collectors.otlp.wire import parse_protobuf, traces_from_json
+from collectors.otlp.decoded import (
+    STR,
+    TS,
+    Builder,
+    Decoded,
+    scope_json,
+    table_from_rows,
+    trace_key,
+)
+from collectors.otlp.wire import parse_protobuf, request_from_json
 
-_STR = pa.string()
-_TS = pa.timestamp("ns")
 SPAN_SCHEMA = pa.schema(
     [
         ("trace_key", pa.int64()),
-        ("trace_id", _STR),
-        ("span_id", _STR),
-        ("parent_span_id", _STR),
-        ("trace_state", _STR),
-        ("name", _STR),
+        ("trace_id", STR),
+        ("span_id", STR),
+        ("parent_span_id", STR),
+        ("trace_state", STR),
+        ("name", STR),
         ("kind", pa.int8()),
-        ("start_time", _TS),
-        ("end_time", _TS),
+        ("start_time", TS),
+        ("end_time", TS),
         ("duration_ns", pa.int64()),
         ("status_code", pa.int8()),
-        ("status_message", _STR),
-        ("service_name", _STR),
-        ("service_version", _STR),
-        ("environment", _STR),
-        ("workload", _STR),
-        ("role", _STR),
-        ("http_route", _STR),
-        ("http_method", _STR),
+        ("status_message", STR),
+        ("service_name", STR),
+        ("service_version", STR),
+        ("environment", STR),
+        ("workload", STR),
+        ("role", STR),
+        ("http_route", STR),
+        ("http_method", STR),
         ("http_status_code", pa.int32()),
-        ("db_system", _STR),
-        ("db_operation", _STR),
-        ("db_query_text", _STR),
-        ("model_name", _STR),
-        ("model_version", _STR),
-        ("k8s_namespace", _STR),
-        ("k8s_pod", _STR),
-        ("scope_name", _STR),
-        ("scope_version", _STR),
+        ("db_system", STR),
+        ("db_operation", STR),
+        ("db_query_text", STR),
+        ("model_name", STR),
+        ("model_version", STR),
+        ("k8s_namespace", STR),
+        ("k8s_pod", STR),
+        ("scope_name", STR),
+        ("scope_version", STR),
         ("resource_id", pa.int64()),
-        ("scope_attributes", _STR),
-        ("attributes", _STR),
-        ("events", _STR),
-        ("links", _STR),
+        ("scope_attributes", STR),
+        ("attributes", STR),
+        ("events", STR),
+        ("links", STR),
     ]
 )
-RESOURCE_SCHEMA = pa.schema([("resource_id", pa.int64()), ("attributes", _STR)])
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
-_MAX_MESSAGES = 5
 
 
-@dataclass
-class DecodedSpans:
-    """The outcome of decoding one export: the rows to store and what was rejected."""
-
-    table: pa.Table
-    resources: pa.Table
-    rejected: int = 0
-    messages: list[str] = field(default_factory=list)
-
-    @property
-    def accepted(self) -> int:
-        return self.table.num_rows
-
-    @property
-    def error_message(self) -> str:
-        if not self.rejected:
-            return ""
-        shown = "; ".join(self.messages)
-        more = self.rejected - len(self.messages)
-        suffix = f"; and {more} more" if more > 0 else ""
-        return f"{self.rejected} span(s) rejected: {shown}{suffix}"
-
-
-def decode_traces(body: bytes, json: bool) -> DecodedSpans:
+def decode_traces(body: bytes, json: bool) -> Decoded:
     """Decode an ``ExportTraceServiceRequest`` body (protobuf or OTLP/JSON)."""
     if json:
-        request, rejected, messages = traces_from_json(body)
+        request, rejected, messages = request_from_json(body, "traces")
     else:
         request, rejected, messages = parse_protobuf(ExportTraceServiceRequest, body), 0, []
-    builder = _Builder(rejected, messages)
+    builder = _SpanBuilder("traces", rejected, messages)
     for resource_spans in request.resource_spans:
         builder.add_resource(resource_spans)
-    return builder.finish()
+    return builder.finish(table_from_rows(builder.rows, SPAN_SCHEMA))
 
 
-class _Builder:
-    """Accumulates span rows column by column."""
+class _SpanBuilder(Builder):
+    """Accumulates span rows."""
 
-    def __init__(self, rejected: int, messages: list[str]) -> None:
+    def __init__(self, signal: str, rejected: int, messages: list[str]) -> None:
+        super().__init__(signal, rejected, messages)
         self.rows: list[tuple[Any, ...]] = []
-        self.resources: dict[int, str] = {}
-        self.rejected = rejected
-        self.messages = messages[:_MAX_MESSAGES]
-
-    def reject(self, where: str, why: str) -> None:
-        self.rejected += 1
-        if len(self.messages) < _MAX_MESSAGES:
-            self.messages.append(f"{where}: {why}")
 
     def add_resource(self, resource_spans: Any) -> None:
-        resource_attrs = attributes(resource_spans.resource.attributes)
-        ident = semconv.resource_identity(resource_attrs)
-        resource_json = orjson.dumps(resource_attrs, option=orjson.OPT_SORT_KEYS).decode()
-        resource_id = resource_key(resource_json)
-        self.resources[resource_id] = resource_json
+        resource = self.resource(resource_spans.resource)
+        ident = resource.identity
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
-            scope_attrs = attributes(scope.attributes)
             # The columns every span of this scope shares, before and after its own.
             head = (
                 ident["service_name"],
@@ -135,8 +104,8 @@ class _Builder:
                 ident["k8s_pod"],
                 scope.name or None,
                 scope.version or None,
-                resource_id,
-                orjson.dumps(scope_attrs).decode() if scope_attrs else None,
+                resource.resource_id,
+                scope_json(scope),
             )
             for span in scope_spans.spans:
                 self.add_span(span, head, tail, ident["is_batch"])
@@ -157,7 +126,7 @@ class _Builder:
         events, links = span.events, span.links
         trace_id = span.trace_id
         row = (
-            int.from_bytes(trace_id[:8], "big", signed=True),
+            trace_key(trace_id),
             trace_id.hex(),
             span.span_id.hex(),
             parent.hex() if parent else None,
@@ -178,27 +147,6 @@ class _Builder:
             _links_json(links) if links else None,
         )
         self.rows.append(row)
-
-    def finish(self) -> DecodedSpans:
-        columns = list(zip(*self.rows, strict=True)) or [() for _ in SPAN_SCHEMA.names]
-        arrays = [
-            pa.array(column, type=f.type) for column, f in zip(columns, SPAN_SCHEMA, strict=True)
-        ]
-        table = pa.Table.from_arrays(arrays, schema=SPAN_SCHEMA)
-        resources = pa.Table.from_arrays(
-            [
-                pa.array(list(self.resources), pa.int64()),
-                pa.array(list(self.resources.values()), _STR),
-            ],
-            schema=RESOURCE_SCHEMA,
-        )
-        return DecodedSpans(table, resources, self.rejected, self.messages)
-
-
-def resource_key(resource_json: str) -> int:
-    """A stable 64-bit id for a resource, from its attributes in canonical JSON."""
-    digest = hashlib.blake2b(resource_json.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)
 
 
 def _span_problem(span: Any) -> str | None:

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import base64
 import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, status_pb2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from onepane.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
@@ -119,6 +125,14 @@ def _fix_ids(item: Any, fields: tuple[tuple[str, str], ...]) -> None:
 
 _SPAN_IDS = (("traceId", "trace_id"), ("spanId", "span_id"), ("parentSpanId", "parent_span_id"))
 _LINK_IDS = (("traceId", "trace_id"), ("spanId", "span_id"))
+_LOG_IDS = (("traceId", "trace_id"), ("spanId", "span_id"))
+_METRIC_DATA = (
+    ("gauge", "gauge"),
+    ("sum", "sum"),
+    ("histogram", "histogram"),
+    ("exponentialHistogram", "exponential_histogram"),
+    ("summary", "summary"),
+)
 
 
 def _children(item: Any, camel: str, snake: str) -> list[Any]:
@@ -128,26 +142,97 @@ def _children(item: Any, camel: str, snake: str) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def traces_from_json(body: bytes) -> tuple[ExportTraceServiceRequest, int, list[str]]:
-    """An OTLP/JSON trace export; spans with unreadable ids are dropped and described."""
+def _fix_span(span: Any) -> None:
+    _fix_ids(span, _SPAN_IDS)
+    for link in _children(span, "links", "links"):
+        _fix_ids(link, _LINK_IDS)
+
+
+def _fix_log(record: Any) -> None:
+    _fix_ids(record, _LOG_IDS)
+
+
+def _fix_point(point: Any) -> None:
+    for exemplar in _children(point, "exemplars", "exemplars"):
+        _fix_ids(exemplar, _LOG_IDS)
+
+
+def _item_name(item: Any) -> str:
+    name = item.get("name", item.get("eventName", "")) if isinstance(item, dict) else ""
+    return repr(name)[:80]
+
+
+@dataclass(frozen=True)
+class _JsonShape:
+    """Where the items with hex ids sit in one signal's OTLP/JSON document."""
+
+    message: type[Message]
+    path: tuple[tuple[str, str], ...]  # resource list, scope list
+    items: tuple[str, str]  # the item list in a scope (metrics: the metric list)
+    noun: str
+    fix: Callable[[Any], None]
+
+
+_SHAPES = {
+    "traces": _JsonShape(
+        ExportTraceServiceRequest,
+        (("resourceSpans", "resource_spans"), ("scopeSpans", "scope_spans")),
+        ("spans", "spans"),
+        "span",
+        _fix_span,
+    ),
+    "logs": _JsonShape(
+        ExportLogsServiceRequest,
+        (("resourceLogs", "resource_logs"), ("scopeLogs", "scope_logs")),
+        ("logRecords", "log_records"),
+        "log record",
+        _fix_log,
+    ),
+    "metrics": _JsonShape(
+        ExportMetricsServiceRequest,
+        (("resourceMetrics", "resource_metrics"), ("scopeMetrics", "scope_metrics")),
+        ("metrics", "metrics"),
+        "data point",
+        _fix_point,
+    ),
+}
+
+
+def _item_lists(document: Any, shape: _JsonShape) -> Iterator[tuple[Any, list[Any]]]:
+    """Every list of items (spans, log records, a metric's data points) with its owner."""
+    scopes = [document]
+    for camel, snake in shape.path:
+        scopes = [child for level in scopes for child in _children(level, camel, snake)]
+    for scope in scopes:
+        items = _children(scope, *shape.items)
+        if shape.noun != "data point":
+            yield None, items
+            continue
+        for metric in items:
+            for camel, snake in _METRIC_DATA:
+                data = metric.get(camel, metric.get(snake)) if isinstance(metric, dict) else None
+                yield metric, _children(data, "dataPoints", "data_points")
+
+
+def request_from_json(body: bytes, signal: str) -> tuple[Message, int, list[str]]:
+    """An OTLP/JSON export of ``signal``; items with unreadable hex ids are dropped and
+    described (OTLP partial success), the rest parsed into the protobuf request."""
+    shape = _SHAPES[signal]
     document = load_json(body)
     rejected, messages = 0, []
-    for resource_spans in _children(document, "resourceSpans", "resource_spans"):
-        for scope_spans in _children(resource_spans, "scopeSpans", "scope_spans"):
-            spans = _children(scope_spans, "spans", "spans")
-            kept = []
-            for span in spans:
-                try:
-                    _fix_ids(span, _SPAN_IDS)
-                    for link in _children(span, "links", "links"):
-                        _fix_ids(link, _LINK_IDS)
-                except ValueError as exc:
-                    rejected += 1
-                    messages.append(f"span {span.get('name', '')!r}: {exc}")
-                    continue
-                kept.append(span)
-            spans[:] = kept
-    return parse_json_message(ExportTraceServiceRequest, document), rejected, messages
+    for owner, items in _item_lists(document, shape):
+        kept = []
+        for item in items:
+            try:
+                shape.fix(item)
+            except ValueError as exc:
+                rejected += 1
+                where = _item_name(item) if owner is None else f"of {_item_name(owner)}"
+                messages.append(f"{shape.noun} {where}: {exc}")
+                continue
+            kept.append(item)
+        items[:] = kept
+    return parse_json_message(shape.message, document), rejected, messages
 
 
 def encode_message(message: Message, media: str) -> bytes:

@@ -128,7 +128,7 @@ def send_headers_only(server: LiveServer, content_length: int) -> Reply:
 
 
 def request_counts(server: LiveServer) -> dict[str, float]:
-    """onepane_otlp_requests_total for traces over HTTP, by status code, from /metrics."""
+    """onepane_otlp_requests_total over HTTP (any signal, unknown paths too), by status code."""
     with urllib.request.urlopen(server.api_url + "/metrics", timeout=30) as response:
         text = response.read().decode()
     counts: dict[str, float] = {}
@@ -137,8 +137,8 @@ def request_counts(server: LiveServer) -> dict[str, float]:
             labels = sample.labels
             if sample.name != "onepane_otlp_requests_total":
                 continue
-            if labels.get("signal") == "traces" and labels.get("transport") == "http":
-                counts[labels["code"]] = sample.value
+            if labels.get("transport") == "http":
+                counts[labels["code"]] = counts.get(labels["code"], 0) + sample.value
     return counts
 
 
@@ -738,7 +738,7 @@ ERROR_CASES = {
         404,
         PROTOBUF,
         code_pb2.NOT_FOUND,
-        "no OTLP endpoint at /v1/unknown; send traces to /v1/traces",
+        "no OTLP endpoint at /v1/unknown; send to /v1/traces, /v1/metrics or /v1/logs",
     ),
 }
 

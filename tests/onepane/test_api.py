@@ -79,9 +79,9 @@ def onepane(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
 def test_healthz_metrics_and_migrations_match_what_was_sent(server) -> None:
     status, health = server.get_json("/healthz")
     assert status == 200
-    assert (health["status"], health["schema_version"], health["write_queue_spans"]) == (
+    assert (health["status"], health["schema_version"], health["write_queue_rows"]) == (
         "ok",
-        1,
+        2,
         0,
     )
     assert server.metric("onepane_spans_received_total") == 0
@@ -109,24 +109,24 @@ def test_healthz_metrics_and_migrations_match_what_was_sent(server) -> None:
     assert samples[("onepane_spans_accepted_total", plain)] == 15
     assert samples[("onepane_spans_rejected_total", frozenset({("reason", "invalid")}))] == 1
     assert (requests("200"), requests("400")) == (2, 1)
-    assert samples[("onepane_write_queue_spans", plain)] == 0
-    assert samples[("onepane_write_queue_capacity_spans", plain)] == 200_000
+    assert samples[("onepane_write_queue_rows", plain)] == 0
+    assert samples[("onepane_write_queue_capacity_rows", plain)] == 200_000
     # Each export waited for its own commit: two commits, of 10 and 5 spans.
     assert samples[("onepane_commit_seconds_count", plain)] == 2
     assert samples[("onepane_commit_seconds_bucket", frozenset({("le", "+Inf")}))] == 2
     assert 0 < samples[("onepane_commit_seconds_sum", plain)] < 10
-    assert samples[("onepane_commit_spans_sum", plain)] == 15
-    assert samples[("onepane_commit_spans_bucket", frozenset({("le", "10.0")}))] == 2
+    assert samples[("onepane_commit_rows_sum", plain)] == 15
+    assert samples[("onepane_commit_rows_bucket", frozenset({("le", "10.0")}))] == 2
 
     assert server.trace(whole.hex())["span_count"] == 10
     assert server.trace(partial.hex())["span_count"] == 5
-    assert server.get_json("/healthz")[1]["write_queue_spans"] == 0
+    assert server.get_json("/healthz")[1]["write_queue_rows"] == 0
 
     assert server.stop() == 0
     with duckdb.connect(str(server.db), read_only=True) as conn:
         migrations = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
         (stored,) = conn.execute("SELECT count(*) FROM spans").fetchone()
-    assert migrations == [(1, "001_spans.sql")]
+    assert migrations == [(1, "001_spans.sql"), (2, "002_metrics_logs.sql")]
     assert stored == 15
 
 
@@ -186,7 +186,7 @@ def test_cli_help() -> None:
 
     serve = onepane("serve", "--help")
     assert serve.returncode == 0, serve.stderr
-    for flag in ("--db", "--otlp-http-port", "--api-port", "--queue-spans", "--decoders"):
+    for flag in ("--db", "--otlp-http-port", "--api-port", "--queue-rows", "--decoders"):
         assert flag in serve.stdout
 
 
@@ -207,9 +207,9 @@ def test_serve_fails_with_one_line_on_a_busy_port_or_a_bad_flag(server, tmp_path
         assert mentions in lines[0]
         assert "serving" not in result.stderr
 
-    result = onepane("serve", "--db", str(other_db), "--queue-spans", "0")
+    result = onepane("serve", "--db", str(other_db), "--queue-rows", "0")
     assert result.returncode == 2
-    assert result.stderr.strip() == "onepane: error: --queue-spans must be at least 1"
+    assert result.stderr.strip() == "onepane: error: --queue-rows must be at least 1"
 
     # The server that holds the ports is untouched.
     status, health = server.get_json("/healthz")

@@ -148,7 +148,7 @@ def backpressure_client(otlp_url: str, number: int, log: ClientLog) -> None:
 
 
 def test_backpressure_refuses_with_429_and_loses_nothing(start_server: Callable) -> None:
-    server = start_server("--queue-spans", "1")
+    server = start_server("--queue-rows", "1")
     logs = [ClientLog() for _ in range(CLIENTS)]
     threads = [
         threading.Thread(target=backpressure_client, args=(server.otlp_url, n, log))
@@ -182,7 +182,7 @@ def test_backpressure_refuses_with_429_and_loses_nothing(start_server: Callable)
     assert samples[("onepane_spans_accepted_total", frozenset())] == exports * SPANS_PER_EXPORT
     overloaded = frozenset({"reason": "overloaded"}.items())
     assert samples[("onepane_spans_rejected_total", overloaded)] == refused * SPANS_PER_EXPORT
-    assert samples[("onepane_write_queue_spans", frozenset())] == 0
+    assert samples[("onepane_write_queue_rows", frozenset())] == 0
 
     assert server.stop() == 0
     stored = spans_by_trace(server.db)
@@ -294,7 +294,7 @@ def test_kill_9_loses_no_acknowledged_span(start_server: Callable, tmp_path: Pat
             conn.execute("SELECT trace_id, count(*) FROM spans GROUP BY trace_id").fetchall()
         )
         migrations = conn.execute("SELECT version FROM schema_migrations").fetchall()
-    assert migrations == [(1,)]  # the restart found the schema current
+    assert migrations == [(1,), (2,)]  # the restart found the schema current
     assert len(summaries) == len(dict(summaries))  # one row per trace
     # Every stored trace folded exactly once, whether before the crash or after the restart.
     assert dict(summaries) == stored
