@@ -1,4 +1,5 @@
-"""The HTTP API on :8320: traces, health, Prometheus metrics and the OpenAPI document.
+"""The HTTP API on :8320: traces, OTLP metrics and logs, health, Prometheus metrics and the
+OpenAPI document.
 
 Each request reads through its own DuckDB cursor, so reads never wait for the writer.
 """
@@ -8,14 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
 from onepane import httpbase, metrics, openapi
 from onepane.errors import BadRequest, NotFound, OnepaneError
-from store import traces
+from store import logs, traces
+from store import metrics as metric_store
 from store.db import ReadCursors
+from store.window import Window, window
 
 JSON = "application/json"
 
@@ -34,8 +37,10 @@ class ApiHandler(httpbase.Handler):
     server: ApiServer
 
     def do_GET(self) -> None:
-        path = urlsplit(self.path).path.rstrip("/") or "/"
+        parts = urlsplit(self.path)
+        path = parts.path.rstrip("/") or "/"
         try:
+            self.query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             self._route(path)
         except BadRequest as exc:
             self._json(400, {"error": str(exc)})
@@ -63,13 +68,74 @@ class ApiHandler(httpbase.Handler):
             self._json(200, openapi.document())
         elif path.startswith("/api/v1/traces/"):
             trace_id = path.removeprefix("/api/v1/traces/")
-            cursor = ctx.readers.cursor()
-            try:
-                self._json(200, traces.get_trace(cursor, trace_id))
-            finally:
-                cursor.close()
+            self._read(lambda cursor: traces.get_trace(cursor, trace_id))
+        elif path == "/api/v1/metrics":
+            self._read(
+                lambda c: {"metrics": metric_store.catalog(c, self._window(), **self._who())}
+            )
+        elif path.startswith("/api/v1/metrics/") and path.count("/") >= 5:
+            self._metric(*path.removeprefix("/api/v1/metrics/").rsplit("/", 1))
+        elif path == "/api/v1/logs":
+            self._read(lambda cursor: {"logs": self._logs(cursor)})
         else:
             raise NotFound(f"no API route {path}; see /api/v1/openapi.json")
+
+    def _read(self, query: Callable[[Any], Any]) -> None:
+        """Answer with ``query`` run on a cursor of its own."""
+        cursor = self.server.context.readers.cursor()
+        try:
+            self._json(200, query(cursor))
+        finally:
+            cursor.close()
+
+    def _window(self) -> Window:
+        q = self.query
+        return window(q.get("start"), q.get("end"), q.get("since"))
+
+    def _who(self) -> dict[str, str | None]:
+        return {"workload": self.query.get("workload"), "service": self.query.get("service")}
+
+    def _int(self, name: str, default: int) -> int:
+        text = self.query.get(name)
+        if text is None:
+            return default
+        if not text.isdigit():
+            raise BadRequest(f"{name} must be a whole number, got {text[:20]!r}")
+        return int(text)
+
+    def _metric(self, name: str, view: str) -> None:
+        name = unquote(name)
+        if view == "points":
+            limit = self._int("limit", 1000)
+            self._read(
+                lambda c: {
+                    "metric": name,
+                    "points": metric_store.points(
+                        c, name, self._window(), **self._who(), limit=limit
+                    ),
+                }
+            )
+        elif view == "rate":
+            self._read(
+                lambda c: {
+                    "metric": name,
+                    "series": metric_store.rates(c, name, self._window(), **self._who()),
+                }
+            )
+        else:
+            raise NotFound(f"no metric view {view!r}; use points or rate")
+
+    def _logs(self, cursor: Any) -> list[dict[str, Any]]:
+        q = self.query
+        return logs.search(
+            cursor,
+            self._window(),
+            **self._who(),
+            trace_id=q.get("trace_id"),
+            severity=q.get("severity"),
+            text=q.get("q"),
+            limit=self._int("limit", 100),
+        )
 
     def _json(self, status: int, document: Any) -> None:
         self.send_body(status, orjson.dumps(document), JSON)

@@ -9,6 +9,7 @@ import duckdb
 import orjson
 
 from onepane.errors import BadRequest, NotFound
+from store import logs
 
 _TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
@@ -71,12 +72,15 @@ def trace_key(trace_id: str) -> int:
 
 
 def get_trace(conn: duckdb.DuckDBPyConnection, trace_id: str) -> dict[str, Any]:
-    """One trace: its summary and its spans in depth-first tree order."""
+    """One trace: its summary, its spans in depth-first tree order, each with the log
+    records written inside it, and the trace's logs that name no stored span."""
     trace_id = normalize_trace_id(trace_id)
-    rows = conn.execute(_SPANS, {"key": trace_key(trace_id), "trace_id": trace_id}).fetchall()
+    key = trace_key(trace_id)
+    rows = conn.execute(_SPANS, {"key": key, "trace_id": trace_id}).fetchall()
     if not rows:
         raise NotFound(f"trace {trace_id} is not in the store")
     spans = _unique_spans(rows)
+    unattached = _attach_logs(spans, logs.trace_logs(conn, trace_id, key))
     resources = _resources(conn, {span["resource_id"] for span in spans})
     ordered, roots = tree_order(spans)
     start = min(span["start_unix_nano"] for span in ordered)
@@ -100,8 +104,28 @@ def get_trace(conn: duckdb.DuckDBPyConnection, trace_id: str) -> dict[str, Any]:
         "services": sorted({span["service_name"] for span in ordered}),
         "root_span_ids": roots,
         "resources": resources,
+        "log_count": sum(len(span["logs"]) for span in ordered) + len(unattached),
+        "logs": unattached,
         "spans": ordered,
     }
+
+
+def _attach_logs(
+    spans: list[dict[str, Any]], records: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Put each log record under its span; return those whose span is not stored."""
+    by_id = {span["span_id"]: span for span in spans}
+    for span in spans:
+        span["logs"] = []
+    unattached = []
+    for record in records:
+        span = by_id.get(record.pop("span_id") or "")
+        if span is None:
+            unattached.append(record)
+        else:
+            span["logs"].append(record)
+        record.pop("trace_id")
+    return unattached
 
 
 def _unique_spans(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
