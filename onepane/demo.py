@@ -1,12 +1,20 @@
-"""A simulated company that sends realistic traces through the real OpenTelemetry SDK.
+"""A simulated company that sends realistic traces, metrics and logs through the real
+OpenTelemetry SDK.
 
 The company runs a shop: a web frontend and a checkout API (apps), a fraud model and a
 GPU recommendation model (models) and a nightly ETL cron job (a pipeline). Each service
-has its own ``TracerProvider`` whose ``Resource`` carries the Kubernetes identity that
-Onepane joins on (namespace, deployment or cronjob/job, pod, node) plus the owning team
-(``onepane.team``). Spans are created with explicit timestamps, so the simulation never
-sleeps, and are exported with ``OTLPSpanExporter`` over OTLP/HTTP (protobuf), exactly as
-a real instrumented service would send them.
+has its own tracer, meter and logger providers whose ``Resource`` carries the Kubernetes
+identity that Onepane joins on (namespace, deployment or cronjob/job, pod, node) plus the
+owning team (``onepane.team``). Spans are created with explicit timestamps, so the
+simulation never sleeps, and everything is exported with the SDK's OTLP/HTTP (protobuf)
+exporters, exactly as a real instrumented service would send it:
+
+* traces: request → API → model inference → database;
+* metrics: ``http.server.request.duration`` histograms per route, an ``ml.predictions``
+  counter per model version, and ``k8s.pod.cpu.usage`` / ``k8s.pod.memory.working_set``
+  gauges per pod;
+* logs: errors logged inside the failing span (a database timeout, a card processor
+  failure), warnings for slow predictions, one line per order and per pipeline step.
 
 Everything random (latencies, failures, features, ids, pod names) comes from one
 ``random.Random(seed)``: the same seed and the same timestamps give the same traces.
@@ -21,8 +29,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from opentelemetry._logs import SeverityNumber
 from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk._logs import Logger, LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -32,7 +48,6 @@ from opentelemetry.trace import (
     SpanKind,
     Status,
     StatusCode,
-    Tracer,
     format_trace_id,
     set_span_in_context,
 )
@@ -50,6 +65,7 @@ _CHECKOUT_FAILURE_RATE = 0.02
 _SLOW_FRAUD_RATE = 0.05
 _FRAUD_MODEL_VERSION = "3.2.0"
 _RECSYS_MODEL_VERSION = "2.1.0"
+_SLOW_PREDICTION_NS = 100 * 1_000_000
 
 Attrs = dict[str, AttributeValue]
 # A piece of work inside a span: (parent context, start ns) -> (end ns, error message or None)
@@ -64,6 +80,7 @@ class DemoConfig:
     rate: float = 20.0  # mean traces per second at the daily peak
     seed: int | None = None
     day_seconds: float = 600.0  # one simulated "day" lasts this many real seconds
+    metrics_interval_s: float = 10.0  # how often each service exports its metrics
 
     def __post_init__(self) -> None:
         if self.rate <= 0:
@@ -126,8 +143,110 @@ class _SeededIds(IdGenerator):
         return True
 
 
+_DURATION_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
+# CPU seconds one request costs each service, and its idle baseline (cores).
+_CPU_PER_REQUEST = {"recsys-model": 0.04, "fraud-model": 0.03}
+_CPU_IDLE = 0.05
+_MEMORY_BASE = 180 * 1024 * 1024
+_MEMORY_PER_RPS = 2 * 1024 * 1024
+
+
+class _Telemetry:
+    """One service's (or one pipeline run's) tracer, logger and meter providers, each
+    with the SDK's batching OTLP/HTTP exporter, and the service's instruments."""
+
+    def __init__(
+        self,
+        config: DemoConfig,
+        resource: Resource,
+        ids: IdGenerator,
+        svc: _Service,
+        *,
+        metrics: bool,
+    ) -> None:
+        base = config.endpoint.rstrip("/")
+        self.tracing = TracerProvider(resource=resource, id_generator=ids)
+        self.tracing.add_span_processor(
+            BatchSpanProcessor(
+                OTLPSpanExporter(endpoint=f"{base}/v1/traces", timeout=_EXPORT_TIMEOUT_S),
+                max_queue_size=8192,
+                schedule_delay_millis=500,
+                export_timeout_millis=_EXPORT_TIMEOUT_S * 1000,
+            )
+        )
+        self.logging = LoggerProvider(resource=resource)
+        self.logging.add_log_record_processor(
+            BatchLogRecordProcessor(
+                OTLPLogExporter(endpoint=f"{base}/v1/logs", timeout=_EXPORT_TIMEOUT_S),
+                schedule_delay_millis=500,
+                export_timeout_millis=_EXPORT_TIMEOUT_S * 1000,
+            )
+        )
+        self.tracer = self.tracing.get_tracer("onepane.demo", svc.version)
+        self.logger = self.logging.get_logger("onepane.demo", svc.version)
+        self.metering: MeterProvider | None = None
+        self.requests = 0  # server spans started, for the CPU and memory gauges
+        self._last = (0, time.monotonic())
+        if metrics:
+            self._add_metrics(config, resource, svc)
+
+    def _add_metrics(self, config: DemoConfig, resource: Resource, svc: _Service) -> None:
+        reader = PeriodicExportingMetricReader(
+            OTLPMetricExporter(
+                endpoint=f"{config.endpoint.rstrip('/')}/v1/metrics", timeout=_EXPORT_TIMEOUT_S
+            ),
+            export_interval_millis=config.metrics_interval_s * 1000,
+            export_timeout_millis=_EXPORT_TIMEOUT_S * 1000,
+        )
+        self.metering = MeterProvider(resource=resource, metric_readers=[reader])
+        meter = self.metering.get_meter("onepane.demo", svc.version)
+        self.durations = meter.create_histogram(
+            "http.server.request.duration",
+            unit="s",
+            description="Duration of HTTP server requests.",
+            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS_S,
+        )
+        self.predictions = meter.create_counter(
+            "ml.predictions", unit="{prediction}", description="Predictions served."
+        )
+        self._cpu_per_request = _CPU_PER_REQUEST.get(svc.name, 0.01)
+        self._rps = 0.0
+        meter.create_observable_gauge(
+            "k8s.pod.cpu.usage", [self._cpu], unit="{cpu}", description="CPU cores in use."
+        )
+        meter.create_observable_gauge(
+            "k8s.pod.memory.working_set",
+            [self._memory],
+            unit="By",
+            description="Working set memory of the pod.",
+        )
+
+    def _cpu(self, options: CallbackOptions) -> list[Observation]:
+        """CPU cores from the requests served since the last collection."""
+        count, since = self._last
+        now = time.monotonic()
+        self._rps = (self.requests - count) / max(now - since, 1e-3)
+        self._last = (self.requests, now)
+        return [Observation(round(_CPU_IDLE + self._cpu_per_request * self._rps, 4))]
+
+    def _memory(self, options: CallbackOptions) -> list[Observation]:
+        return [Observation(int(_MEMORY_BASE + _MEMORY_PER_RPS * self._rps))]
+
+    def providers(self) -> list[TracerProvider | LoggerProvider | MeterProvider]:
+        return [p for p in (self.tracing, self.logging, self.metering) if p is not None]
+
+    def force_flush(self) -> None:
+        for provider in self.providers():
+            provider.force_flush(timeout_millis=_EXPORT_TIMEOUT_S * 1000)
+
+    def shutdown(self) -> None:
+        for provider in self.providers():
+            provider.shutdown()
+
+
 class DemoCompany:
-    """A shop whose services, models and pipeline emit traces to an OTLP endpoint.
+    """A shop whose services, models and pipeline send traces, metrics and logs to an
+    OTLP endpoint.
 
     Not meant to be shared between threads beyond one ``run`` loop plus direct
     ``emit_*`` calls, which a lock serialises.
@@ -138,12 +257,11 @@ class DemoCompany:
         self._rng = random.Random(config.seed)
         self._ids = _SeededIds(self._rng)
         self._lock = threading.Lock()
-        self._providers: dict[str, TracerProvider] = {}
-        self._tracers: dict[str, Tracer] = {}
+        self._telemetry: dict[str, _Telemetry] = {}
         self._pods: dict[str, str] = {}
         for svc in _SERVICES:
             self._add_service(svc)
-        self._pipeline_provider: TracerProvider | None = None
+        self._pipeline: _Telemetry | None = None
         self.last_traces: dict[str, str] = {}  # flow (checkout, ...) -> latest trace id
 
     @property
@@ -157,41 +275,26 @@ class DemoCompany:
         replicaset = f"{svc.name}-{self._random_chars(9)}"
         pod = f"{replicaset}-{self._random_chars(5)}"
         workload = {"k8s.deployment.name": svc.name, "k8s.replicaset.name": replicaset}
-        provider = self._new_provider(_resource(svc, pod, workload))
+        resource = _resource(svc, pod, workload)
         self._pods[svc.name] = pod
-        self._providers[svc.name] = provider
-        self._tracers[svc.name] = provider.get_tracer("onepane.demo", svc.version)
+        self._telemetry[svc.name] = _Telemetry(self._config, resource, self._ids, svc, metrics=True)
 
-    def _new_provider(self, resource: Resource) -> TracerProvider:
-        exporter = OTLPSpanExporter(
-            endpoint=f"{self._config.endpoint.rstrip('/')}/v1/traces",
-            timeout=_EXPORT_TIMEOUT_S,
-        )
-        processor = BatchSpanProcessor(
-            exporter,
-            max_queue_size=8192,
-            schedule_delay_millis=500,
-            export_timeout_millis=_EXPORT_TIMEOUT_S * 1000,
-        )
-        provider = TracerProvider(resource=resource, id_generator=self._ids)
-        provider.add_span_processor(processor)
-        return provider
-
-    def _pipeline_tracer(self, scheduled_ns: int) -> Tracer:
-        """A fresh provider for one cron job run; the previous run's provider is retired."""
+    def _pipeline_run(self, scheduled_ns: int) -> _Telemetry:
+        """Fresh providers for one cron job run; the previous run's are retired."""
         job = f"{_PIPELINE.name}-{scheduled_ns // (60 * _S)}"  # Kubernetes: minutes since epoch
         workload = {"k8s.cronjob.name": _PIPELINE.name, "k8s.job.name": job}
         pod = f"{job}-{self._random_chars(5)}"
-        if self._pipeline_provider is not None:
-            self._pipeline_provider.shutdown()
-        self._pipeline_provider = self._new_provider(_resource(_PIPELINE, pod, workload))
-        return self._pipeline_provider.get_tracer("onepane.demo", _PIPELINE.version)
+        if self._pipeline is not None:
+            self._pipeline.shutdown()
+        resource = _resource(_PIPELINE, pod, workload)
+        self._pipeline = _Telemetry(self._config, resource, self._ids, _PIPELINE, metrics=False)
+        return self._pipeline
 
-    def _all_providers(self) -> list[TracerProvider]:
-        providers = list(self._providers.values())
-        if self._pipeline_provider is not None:
-            providers.append(self._pipeline_provider)
-        return providers
+    def _all_telemetry(self) -> list[_Telemetry]:
+        every = list(self._telemetry.values())
+        if self._pipeline is not None:
+            every.append(self._pipeline)
+        return every
 
     # -- random helpers ----------------------------------------------------------------
 
@@ -211,7 +314,7 @@ class DemoCompany:
     def _start(
         self, service: str, name: str, kind: SpanKind, ctx: Context | None, at: int, attrs: Attrs
     ) -> Span:
-        tracer = self._tracers[service]
+        tracer = self._telemetry[service].tracer
         return tracer.start_span(name, context=ctx, kind=kind, attributes=attrs, start_time=at)
 
     def _leaf(
@@ -230,7 +333,42 @@ class DemoCompany:
             "url.scheme": "https" if ctx is None else "http",
             "server.port": 8080,
         }
+        self._telemetry[service].requests += 1
         return self._start(service, f"{method} {route}", SpanKind.SERVER, ctx, at, attrs)
+
+    def _served(
+        self, service: str, method: str, route: str, start: int, end: int, error: str | None
+    ) -> None:
+        """Record a finished request in the service's duration histogram."""
+        attrs: Attrs = {
+            "http.request.method": method,
+            "http.route": route,
+            "http.response.status_code": 500 if error else 200,
+        }
+        self._telemetry[service].durations.record((end - start) / _S, attrs)
+
+    def _log(
+        self,
+        service: str,
+        span: Span,
+        at: int,
+        severity: SeverityNumber,
+        body: str,
+        attrs: Attrs | None = None,
+    ) -> None:
+        """A log record written inside ``span`` at ``at``."""
+        _emit_log(self._telemetry[service].logger, span, at, severity, body, attrs)
+
+    def _fail(self, service: str, span: Span, exc: Exception, at: int) -> None:
+        """Mark the span where a failure happened and log the error inside it."""
+        _fail(span, exc, at)
+        attrs: Attrs = {
+            "exception.type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+            "exception.message": str(exc),
+        }
+        self._log(
+            service, span, at, SeverityNumber.ERROR, f"{_span_name(span)} failed: {exc}", attrs
+        )
 
     def _http_hop(
         self, caller: str, callee: str, method: str, route: str, ctx: Context, at: int, body: Body
@@ -249,6 +387,7 @@ class DemoCompany:
         done, error = body(set_span_in_context(server), arrive + self._ms(0.2))
         done += self._ms(0.2)
         _end_http(server, done, error)
+        self._served(callee, method, route, arrive, done, error)
         back = done + self._ms(0.6, 0.3)
         _end_http(client, back, error)
         return back, error
@@ -283,7 +422,9 @@ class DemoCompany:
             )
             if error is None:
                 done = self._leaf("web-frontend", "render checkout", ctx, done, self._ms(4), {})
-            _end_http(root, done + self._ms(0.3), error)
+            end = done + self._ms(0.3)
+            _end_http(root, end, error)
+            self._served("web-frontend", "GET", "/checkout", start, end, error)
             return format_trace_id(root.get_span_context().trace_id)
 
     def _checkout_failure(self) -> str | None:
@@ -318,7 +459,7 @@ class DemoCompany:
         span, end = self._db("checkout-api", ctx, at, duration, attrs)
         if fail:
             message = "canceling statement due to statement timeout"
-            _fail(span, QueryCanceledError(message), end)
+            self._fail("checkout-api", span, QueryCanceledError(message), end)
             span.end(end_time=end)
             return end, message
         span.set_attribute("db.response.returned_rows", self._rng.randint(0, 20))
@@ -331,9 +472,11 @@ class DemoCompany:
         end = at + (10 * _S if fail else self._ms(120, 0.5))
         if fail:
             message = "card processor did not answer within 10s"
-            _fail(span, PaymentGatewayError(message), end)
+            self._fail("checkout-api", span, PaymentGatewayError(message), end)
             span.end(end_time=end)
             return end, message
+        order: Attrs = {"order.id": f"ord-{self._rng.getrandbits(40):010x}"}
+        self._log("checkout-api", span, end, SeverityNumber.INFO, "card charged", order)
         span.end(end_time=end)
         return end, None
 
@@ -353,7 +496,19 @@ class DemoCompany:
             "ml.feature.country": country,
             "ml.feature.account_age_days": age,
         }
-        return self._leaf("fraud-model", "predict fraud-model", ctx, at, duration, attrs), None
+        return self._predict("fraud-model", ctx, at, duration, attrs), None
+
+    def _predict(self, service: str, ctx: Context, at: int, duration: int, attrs: Attrs) -> int:
+        """An inference span; counts the prediction and warns when it was slow."""
+        span = self._start(service, f"predict {service}", SpanKind.INTERNAL, ctx, at, attrs)
+        end = at + duration
+        version = {"ml.model.name": service, "ml.model.version": attrs["ml.model.version"]}
+        self._telemetry[service].predictions.add(1, version)
+        if duration > _SLOW_PREDICTION_NS:
+            body = f"slow prediction: {duration / _MS:.0f} ms"
+            self._log(service, span, end, SeverityNumber.WARN, body, version)
+        span.end(end_time=end)
+        return end
 
     # -- recommendations flow ----------------------------------------------------------
 
@@ -379,7 +534,9 @@ class DemoCompany:
             done = self._leaf(
                 "recommendations-api", "rank and filter", ctx, done, self._ms(3), attrs
             )
-            _end_http(root, done + self._ms(0.3), error)
+            end = done + self._ms(0.3)
+            _end_http(root, end, error)
+            self._served("recommendations-api", "GET", "/api/recommendations", start, end, error)
             return format_trace_id(root.get_span_context().trace_id)
 
     def _recsys_model(self, ctx: Context, at: int) -> tuple[int, str | None]:
@@ -403,8 +560,7 @@ class DemoCompany:
             "ml.feature.items_viewed_7d": viewed,
             "ml.feature.user_segment": segment,
         }
-        end = self._leaf("recsys-model", "predict recsys-model", ctx, at, self._ms(11), inference)
-        return end, None
+        return self._predict("recsys-model", ctx, at, self._ms(11), inference), None
 
     # -- nightly pipeline --------------------------------------------------------------
 
@@ -422,7 +578,8 @@ class DemoCompany:
                 ("load", self._ms(45_000, 0.3)),
             ]
             start = end - sum(duration for _, duration in steps) - 4 * _S
-            tracer = self._pipeline_tracer(start)
+            run = self._pipeline_run(start)
+            tracer = run.tracer
             run_id = f"{self._rng.getrandbits(64):016x}"
             base: Attrs = {"pipeline.name": _PIPELINE.name, "pipeline.run.id": run_id}
             root = tracer.start_span(
@@ -433,21 +590,22 @@ class DemoCompany:
             )
             at = start + 2 * _S
             for step, duration in steps:
-                at = self._pipeline_step(tracer, root, step, at, duration, base)
+                at = self._pipeline_step(run, root, step, at, duration, base)
             root.end(end_time=end)
             return format_trace_id(root.get_span_context().trace_id)
 
     def _pipeline_step(
-        self, tracer: Tracer, root: Span, step: str, at: int, duration: int, base: Attrs
+        self, run: _Telemetry, root: Span, step: str, at: int, duration: int, base: Attrs
     ) -> int:
         ctx = set_span_in_context(root)
         attrs: Attrs = {**base, "pipeline.step": step}
-        span = tracer.start_span(step, context=ctx, attributes=attrs, start_time=at)
+        span = run.tracer.start_span(step, context=ctx, attributes=attrs, start_time=at)
         query = _PIPELINE_QUERIES[step]
-        db_attrs: Attrs = {**query, "db.response.returned_rows": self._rng.randint(40_000, 90_000)}
+        rows = self._rng.randint(40_000, 90_000)
+        db_attrs: Attrs = {**query, "db.response.returned_rows": rows}
         name = f"{query['db.operation.name']} {query['db.collection.name']}"
         db_start = at + duration // 20
-        db = tracer.start_span(
+        db = run.tracer.start_span(
             name,
             context=set_span_in_context(span),
             kind=SpanKind.CLIENT,
@@ -455,6 +613,8 @@ class DemoCompany:
             start_time=db_start,
         )
         db.end(end_time=db_start + duration * 9 // 10)
+        body = f"{step}: {rows} rows {'read' if step == 'extract' else 'written'}"
+        _emit_log(run.logger, span, at + duration, SeverityNumber.INFO, body, attrs)
         span.end(end_time=at + duration)
         return at + duration + _S
 
@@ -488,15 +648,16 @@ class DemoCompany:
             self.last_traces["recommendation"] = self.emit_recommendation()
 
     def force_flush(self) -> None:
-        """Export every span emitted so far (waits up to the export timeout per service)."""
-        for provider in self._all_providers():
-            provider.force_flush(timeout_millis=_EXPORT_TIMEOUT_S * 1000)
+        """Export every span, log record and metric so far (waits up to the export timeout
+        per provider)."""
+        for telemetry in self._all_telemetry():
+            telemetry.force_flush()
 
     def shutdown(self) -> None:
-        """Flush and shut down every service's provider; the company emits nothing after."""
+        """Flush and shut down every provider; the company emits nothing after."""
         with self._lock:
-            for provider in self._all_providers():
-                provider.shutdown()
+            for telemetry in self._all_telemetry():
+                telemetry.shutdown()
 
 
 _PIPELINE_QUERIES: dict[str, Attrs] = {
@@ -556,6 +717,24 @@ def _end_http(span: Span, end: int, error: str | None) -> None:
         span.set_attribute("error.type", "500")
         span.set_status(Status(StatusCode.ERROR, error))
     span.end(end_time=end)
+
+
+def _emit_log(
+    logger: Logger, span: Span, at: int, severity: SeverityNumber, body: str, attrs: Attrs | None
+) -> None:
+    logger.emit(
+        timestamp=at,
+        observed_timestamp=at,
+        context=set_span_in_context(span),
+        severity_number=severity,
+        severity_text=severity.name,
+        body=body,
+        attributes=attrs,
+    )
+
+
+def _span_name(span: Span) -> str:
+    return getattr(span, "name", "span")
 
 
 def _fail(span: Span, exc: Exception, at: int) -> None:

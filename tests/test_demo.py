@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,26 +19,29 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from onepane.demo import DemoCompany, DemoConfig, traffic_rate
+from onepane.testing import LiveServer
 
 SEED = 1234
 NOW_NS = 1_767_225_600 * 1_000_000_000  # 2026-01-01T00:00:00Z
 
 
 class _OtlpHandler(BaseHTTPRequestHandler):
-    """Accepts POST /v1/traces like an OTLP/HTTP receiver and keeps the decoded requests."""
+    """Accepts POST /v1/traces like an OTLP/HTTP receiver and keeps the decoded requests
+    (metrics and logs are acknowledged and dropped; a live server checks those)."""
 
     server: _OtlpServer
 
     def do_POST(self) -> None:
-        if self.path != "/v1/traces":
+        if self.path not in ("/v1/traces", "/v1/metrics", "/v1/logs"):
             self.send_error(404)
             return
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
-        request = ExportTraceServiceRequest.FromString(body)
-        with self.server.lock:
-            self.server.requests.append(request)
+        if self.path == "/v1/traces":
+            request = ExportTraceServiceRequest.FromString(body)
+            with self.server.lock:
+                self.server.requests.append(request)
         reply = ExportTraceServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
@@ -221,3 +225,62 @@ def _ancestors(trace: list[Received], start: Received) -> Iterator[Received]:
     while current is not None:
         yield current
         current = by_id.get(current.span.parent_span_id)
+
+
+def test_demo_metrics_and_logs_land_in_a_live_server(server: LiveServer) -> None:
+    demo = DemoCompany(DemoConfig(endpoint=server.otlp_url, seed=SEED, metrics_interval_s=3600))
+    try:
+        now = time.time_ns()
+        trace_ids = [demo.emit_checkout(now + i * 10**6) for i in range(120)]
+        for i in range(20):
+            demo.emit_recommendation(now + i * 10**6)
+        demo.emit_pipeline_run(now)
+        demo.force_flush()
+    finally:
+        demo.shutdown()
+
+    catalog = {m["name"]: m for m in server.get_json("/api/v1/metrics")[1]["metrics"]}
+    durations = catalog["http.server.request.duration"]
+    assert (durations["type"], durations["unit"]) == ("histogram", "s")
+    assert "shop/checkout-api" in durations["workloads"]
+    assert catalog["k8s.pod.cpu.usage"]["type"] == "gauge"
+    assert len(catalog["k8s.pod.cpu.usage"]["workloads"]) == 5
+    predictions = server.get_json("/api/v1/metrics/ml.predictions/points?workload=ml/fraud-model")
+    # Cumulative: the flush and the shutdown each export the same running total.
+    points = predictions[1]["points"]
+    assert [p["value"] for p in points] == [120] * len(points)
+    assert points[0]["temporality"] == "cumulative"
+    assert points[0]["attributes"] == {
+        "ml.model.name": "fraud-model",
+        "ml.model.version": "3.2.0",
+    }
+    frontend = server.get_json(
+        "/api/v1/metrics/http.server.request.duration/points?workload=shop/web-frontend"
+    )[1]["points"]
+    latest = {tuple(sorted(p["attributes"].items())): p["count"] for p in frontend}
+    assert sum(latest.values()) == 120  # one series per status code, 200 and 500
+    assert {dict(key)["http.route"] for key in latest} == {"/checkout"}
+
+    logs = server.get_json("/api/v1/logs?limit=1000")[1]["logs"]
+    errors = [log for log in logs if log["severity_text"] == "ERROR"]
+    assert errors, "about 2% of 120 checkouts fail; seed 1234 has failures"
+    for log in errors:
+        assert log["trace_id"] in trace_ids
+        trace = server.trace(log["trace_id"])
+        failing = [
+            (span, log)
+            for span in trace["spans"]
+            for log in span["logs"]
+            if log["severity_text"] == "ERROR"
+        ]
+        assert len(failing) == 1  # logged once, inside the span where it failed
+        span, record = failing[0]
+        assert span["status"]["code"] == "ERROR"
+        assert record["body"].endswith(span["status"]["message"])
+        assert record["attributes"]["exception.message"] == span["status"]["message"]
+    pipeline_logs = server.get_json("/api/v1/logs?workload=data/nightly-etl")[1]["logs"]
+    assert sorted(log["body"].split(":")[0] for log in pipeline_logs) == [
+        "extract",
+        "load",
+        "transform",
+    ]
