@@ -1,10 +1,12 @@
-"""Ingest benchmark: concurrent OTLP/HTTP protobuf clients against a live `onepane serve`.
+"""Ingest benchmark: concurrent OTLP protobuf clients against a live `onepane serve`.
 
-Prints acknowledged spans/s (median of the runs), p99 request latency, peak server RSS,
-and, measured in the same process, plain protobuf parsing of the same payloads (the
+For each scenario (spans over HTTP and over gRPC, metric points over HTTP and over gRPC)
+prints acknowledged items/s (median of the runs), p99 request latency and peak server
+RSS; then, measured in the same process, plain protobuf parsing of the same payloads (the
 ceiling) with the ratio between the two.
 
-    python bench/ingest.py [--runs 3] [--seconds 10] [--clients 4] [--total-spans N]
+    python bench/ingest.py [--runs 3] [--seconds 10] [--clients 8] [--total-spans N]
+                           [--only traces/http,traces/grpc,metrics/http,metrics/grpc]
 """
 
 from __future__ import annotations
@@ -14,53 +16,119 @@ import http.client
 import multiprocessing
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import PeakRss, live_server, median, now, percentile, remove_store
-from workload import make_exports
+from workload import make_exports, make_metric_exports
 
 SPANS_PER_EXPORT = 512
+_GRPC_METHODS = {
+    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+}
 
 
-def client(url: str, exports: list[bytes], deadline: float, budget: int, out) -> None:
-    """Send exports in a loop until the deadline or the span budget; report what was acked."""
-    parts = urlsplit(url)
+@dataclass(frozen=True)
+class Scenario:
+    signal: str  # traces | metrics
+    transport: str  # http | grpc
+    exports: list[bytes]
+    per_export: int  # spans or points in each export
+
+    @property
+    def name(self) -> str:
+        return f"{self.signal}/{self.transport}"
+
+    @property
+    def unit(self) -> str:
+        return "spans" if self.signal == "traces" else "points"
+
+
+def _http_sender(server, signal: str):
+    parts = urlsplit(server.otlp_url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
     headers = {"Content-Type": "application/x-protobuf"}
-    acked, refused, latencies, i = 0, 0, [], 0
-    while time.time() < deadline and acked < budget:
-        body = exports[i % len(exports)]
-        started = now()
-        conn.request("POST", "/v1/traces", body, headers)
+
+    def send(body: bytes) -> float | None:
+        """None when acknowledged, else the seconds the server asked to wait."""
+        conn.request("POST", f"/v1/{signal}", body, headers)
         response = conn.getresponse()
         response.read()
         if response.status == 200:
+            return None
+        if response.status == 429:
+            return float(response.getheader("Retry-After", "1"))
+        raise RuntimeError(f"unexpected HTTP {response.status}")
+
+    return send
+
+
+def _grpc_sender(server, signal: str):
+    import grpc
+    from google.rpc import error_details_pb2
+
+    channel = grpc.insecure_channel(
+        server.grpc_address, options=[("grpc.max_send_message_length", 64 << 20)]
+    )
+    export = channel.unary_unary(_GRPC_METHODS[signal])
+
+    def send(body: bytes) -> float | None:
+        try:
+            export(body, timeout=120)
+            return None
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise RuntimeError(f"unexpected gRPC {exc.code()}: {exc.details()}") from None
+            info = dict(exc.trailing_metadata() or ()).get("google.rpc.retryinfo-bin")
+            if info is None:
+                return 1.0
+            return error_details_pb2.RetryInfo.FromString(info).retry_delay.seconds
+
+    return send
+
+
+def client(server, scenario: Scenario, exports, deadline: float, budget: int, out) -> None:
+    """Send exports in a loop until the deadline or the budget; report what was acked."""
+    maker = _grpc_sender if scenario.transport == "grpc" else _http_sender
+    send = maker(server, scenario.signal)
+    acked, refused, latencies, i = 0, 0, [], 0
+    while time.time() < deadline and acked < budget:
+        started = now()
+        wait = send(exports[i % len(exports)])
+        if wait is None:
             latencies.append(now() - started)
-            acked += SPANS_PER_EXPORT
+            acked += scenario.per_export
             i += 1
-        elif response.status == 429:
-            refused += 1
-            time.sleep(float(response.getheader("Retry-After", "1")) / 10)
         else:
-            raise RuntimeError(f"unexpected HTTP {response.status}: {response.read()[:200]!r}")
+            refused += 1
+            time.sleep(wait / 10)
     out.put((acked, refused, latencies))
 
 
-def run_once(exports: list[bytes], clients: int, seconds: float, total: int | None) -> dict:
+def run_once(scenario: Scenario, clients: int, seconds: float, total: int | None) -> dict:
     server = live_server()
     rss = PeakRss(server.proc.pid)
     try:
         budget = (total // clients) if total else 1 << 62
         deadline = time.time() + (seconds if not total else 24 * 3600)
         out = multiprocessing.Queue()
+        exports = scenario.exports
         share = len(exports) // clients
         procs = [
             multiprocessing.Process(
                 target=client,
-                args=(server.otlp_url, exports[i * share : (i + 1) * share], deadline, budget, out),
+                args=(
+                    _Endpoint(server.otlp_url, server.grpc_address),
+                    scenario,
+                    exports[i * share : (i + 1) * share],
+                    deadline,
+                    budget,
+                    out,
+                ),
             )
             for i in range(clients)
         ]
@@ -78,8 +146,8 @@ def run_once(exports: list[bytes], clients: int, seconds: float, total: int | No
     acked = sum(r[0] for r in results)
     latencies = [lat for r in results for lat in r[2]]
     return {
-        "spans_per_s": acked / elapsed,
-        "spans": acked,
+        "per_s": acked / elapsed,
+        "items": acked,
         "p99_ms": percentile(latencies, 0.99) * 1e3,
         "refused": sum(r[1] for r in results),
         "peak_rss": rss.peak,
@@ -87,19 +155,60 @@ def run_once(exports: list[bytes], clients: int, seconds: float, total: int | No
     }
 
 
-def parse_ceiling(exports: list[bytes], runs: int = 5) -> float:
-    """Spans/s of plain protobuf parsing of the same payloads, in this process."""
+@dataclass(frozen=True)
+class _Endpoint:
+    """What a client process needs of the server (a LiveServer does not pickle)."""
+
+    otlp_url: str
+    grpc_address: str
+
+
+def parse_ceiling(scenario: Scenario, runs: int = 5) -> float:
+    """Items/s of plain protobuf parsing of the same payloads, in this process."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
 
+    message = (
+        ExportTraceServiceRequest if scenario.signal == "traces" else ExportMetricsServiceRequest
+    )
     rates = []
     for _ in range(runs):
         started = now()
-        for body in exports:
-            ExportTraceServiceRequest.FromString(body)
-        rates.append(len(exports) * SPANS_PER_EXPORT / (now() - started))
+        for body in scenario.exports:
+            message.FromString(body)
+        rates.append(len(scenario.exports) * scenario.per_export / (now() - started))
     return median(rates)
+
+
+def measure(scenario: Scenario, args: argparse.Namespace) -> float:
+    """Run one scenario ``--runs`` times, print each run and the summary; the median rate."""
+    size = len(scenario.exports[0]) / 1024
+    print(f"{scenario.name}: {scenario.per_export} {scenario.unit}/export, {size:.0f} KiB")
+    runs = []
+    for n in range(args.runs):
+        total = args.total_spans if scenario.signal == "traces" else None
+        result = run_once(scenario, args.clients, args.seconds, total)
+        runs.append(result)
+        print(
+            f"  run {n + 1}: {result['per_s']:>10,.0f} {scenario.unit}/s acknowledged  "
+            f"({result['items']:,})  p99 {result['p99_ms']:.1f} ms  "
+            f"refused {result['refused']}  peak RSS {result['peak_rss'] / 2**20:.0f} MiB "
+            f"(main process {result['peak_rss_main'] / 2**20:.0f} MiB)"
+        )
+    acked = median([r["per_s"] for r in runs])
+    ceiling = parse_ceiling(scenario)
+    print(f"  acknowledged {scenario.unit}/s (median of {args.runs}): {acked:,.0f}")
+    print(f"  p99 request latency (median of runs): {median([r['p99_ms'] for r in runs]):.1f} ms")
+    print(f"  peak server RSS (max of runs): {max(r['peak_rss'] for r in runs) / 2**20:.0f} MiB")
+    print(
+        f"  protobuf parse ceiling (same payloads, this process): {ceiling:,.0f} {scenario.unit}/s"
+    )
+    print(f"  ratio acknowledged / parse ceiling: {acked / ceiling:.3f}")
+    return acked
 
 
 def main() -> None:
@@ -114,32 +223,27 @@ def main() -> None:
         default=None,
         help="send this many spans per run instead of running for --seconds",
     )
+    parser.add_argument(
+        "--only",
+        default="traces/http,traces/grpc,metrics/http,metrics/grpc",
+        help="comma-separated scenarios to run",
+    )
     args = parser.parse_args()
-    exports = make_exports(args.exports, SPANS_PER_EXPORT)
-    print(
-        f"payload: {SPANS_PER_EXPORT} spans/export, {len(exports[0]) / 1024:.0f} KiB, "
-        f"{args.clients} clients, {args.runs} runs"
-    )
-    runs = []
-    for n in range(args.runs):
-        result = run_once(exports, args.clients, args.seconds, args.total_spans)
-        runs.append(result)
-        print(
-            f"  run {n + 1}: {result['spans_per_s']:>10,.0f} spans/s acknowledged  "
-            f"({result['spans']:,} spans)  p99 {result['p99_ms']:.1f} ms  "
-            f"429s {result['refused']}  peak RSS {result['peak_rss'] / 2**20:.0f} MiB "
-            f"(main process {result['peak_rss_main'] / 2**20:.0f} MiB)"
-        )
-    ceiling = parse_ceiling(exports)
-    acked = median([r["spans_per_s"] for r in runs])
-    print(f"acknowledged spans/s (median of {args.runs}): {acked:,.0f}")
-    print(f"p99 request latency (median of runs): {median([r['p99_ms'] for r in runs]):.1f} ms")
-    print(
-        f"peak server RSS (max of runs, with decoders): "
-        f"{max(r['peak_rss'] for r in runs) / 2**20:.0f} MiB"
-    )
-    print(f"protobuf parse ceiling (same payloads, this process): {ceiling:,.0f} spans/s")
-    print(f"ratio acknowledged / parse ceiling: {acked / ceiling:.3f}")
+    wanted = args.only.split(",")
+    spans = make_exports(args.exports, SPANS_PER_EXPORT)
+    metrics, points = make_metric_exports(args.exports // 4)
+    scenarios = [
+        Scenario("traces", "http", spans, SPANS_PER_EXPORT),
+        Scenario("traces", "grpc", spans, SPANS_PER_EXPORT),
+        Scenario("metrics", "http", metrics, points),
+        Scenario("metrics", "grpc", metrics, points),
+    ]
+    print(f"{args.clients} clients, {args.runs} runs of {args.seconds:.0f} s per scenario")
+    results = {s.name: measure(s, args) for s in scenarios if s.name in wanted}
+    print("summary (median acknowledged per second):")
+    for name, rate in results.items():
+        unit = "spans" if name.startswith("traces") else "points"
+        print(f"  {name:<13} {rate:>10,.0f} {unit}/s")
 
 
 if __name__ == "__main__":

@@ -136,3 +136,75 @@ def make_exports(n_exports: int, spans_per_export: int = 512, seed: int = 0) -> 
             _attrs(span.attributes, _COMMON + _ROLE_ATTRS[role])
         exports.append(request.SerializeToString())
     return exports
+
+
+_ROUTES = ("/checkout", "/api/checkout", "/api/cart", "/api/recommendations", "/login", "/")
+_BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
+PODS_PER_METRIC_EXPORT = 20
+
+
+def _series_attrs() -> list[list[tuple[str, object]]]:
+    return [
+        [
+            ("http.route", route),
+            ("http.request.method", method),
+            ("http.response.status_code", code),
+        ]
+        for route in _ROUTES
+        for method in ("GET", "POST")
+        for code in (200, 500)
+    ]
+
+
+def make_metric_exports(n_exports: int, seed: int = 0) -> tuple[list[bytes], int]:
+    """Serialized ExportMetricsServiceRequests as a Collector scraping 20 pods sends them:
+    per pod a CPU and a memory gauge, a request counter and a duration histogram with 24
+    series each (route × method × status). Returns the exports and the points in each."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    rng = random.Random(seed)
+    series = _series_attrs()
+    exports = []
+    for index in range(n_exports):
+        request = ExportMetricsServiceRequest()
+        now = BASE_NS + index * 15_000_000_000
+        for pod in range(PODS_PER_METRIC_EXPORT):
+            service, namespace, _ = SERVICES[pod % len(SERVICES)]
+            resource_metrics = request.resource_metrics.add()
+            _resource(resource_metrics.resource, service, namespace, pod)
+            scope = resource_metrics.scope_metrics.add()
+            scope.scope.name = "opentelemetry.instrumentation.http"
+            for name, unit, value in (
+                ("k8s.pod.cpu.usage", "{cpu}", rng.random() * 2),
+                ("k8s.pod.memory.working_set", "By", float(rng.randrange(1 << 28, 1 << 31))),
+            ):
+                metric = scope.metrics.add(name=name, unit=unit)
+                metric.gauge.data_points.add(time_unix_nano=now, as_double=value)
+            counter = scope.metrics.add(name="http.server.request.count", unit="{request}")
+            counter.sum.aggregation_temporality = 2
+            counter.sum.is_monotonic = True
+            histogram = scope.metrics.add(name="http.server.request.duration", unit="s")
+            histogram.histogram.aggregation_temporality = 2
+            for attrs in series:
+                count = rng.randrange(1, 100_000)
+                point = counter.sum.data_points.add(
+                    start_time_unix_nano=BASE_NS, time_unix_nano=now, as_int=count
+                )
+                _attrs(point.attributes, attrs)
+                buckets = [count // 15] * 14 + [count - 14 * (count // 15)]
+                point = histogram.histogram.data_points.add(
+                    start_time_unix_nano=BASE_NS,
+                    time_unix_nano=now,
+                    count=count,
+                    sum=count * 0.04,
+                    bucket_counts=buckets,
+                    explicit_bounds=_BOUNDS,
+                    min=0.001,
+                    max=9.5,
+                )
+                _attrs(point.attributes, attrs)
+        exports.append(request.SerializeToString())
+    points = PODS_PER_METRIC_EXPORT * (2 + 2 * len(series))
+    return exports, points

@@ -57,6 +57,31 @@ _SPAN = {
     },
 }
 
+_LOG = {
+    "type": "object",
+    "description": "An OTLP log record.",
+    "properties": {
+        "trace_id": {"type": ["string", "null"]},
+        "span_id": {"type": ["string", "null"]},
+        "time_unix_nano": {"type": "integer"},
+        "observed_time_unix_nano": {"type": ["integer", "null"]},
+        "severity_number": {"type": "integer", "minimum": 0, "maximum": 24},
+        "severity_text": {"type": ["string", "null"]},
+        "body": {"description": "the AnyValue body: string, number, bool, map or list"},
+        "event_name": {"type": ["string", "null"]},
+        "service_name": {"type": "string"},
+        "workload": {"type": "string"},
+        "resource_id": {"type": "string"},
+        "scope_name": {"type": ["string", "null"]},
+        "attributes": {"type": "object"},
+    },
+}
+_SPAN["properties"]["logs"] = {
+    "type": "array",
+    "items": _LOG,
+    "description": "log records written inside this span, oldest first",
+}
+
 _TRACE = {
     "type": "object",
     "properties": {
@@ -72,12 +97,99 @@ _TRACE = {
         "services": {"type": "array", "items": {"type": "string"}},
         "root_span_ids": {"type": "array", "items": {"type": "string"}},
         "resources": {"type": "object", "additionalProperties": {"type": "object"}},
+        "log_count": {"type": "integer"},
+        "logs": {
+            "type": "array",
+            "items": _LOG,
+            "description": "the trace's log records whose span is not stored",
+        },
         "spans": {
             "type": "array",
             "items": _SPAN,
             "description": "every span, in depth-first order, children by start time",
         },
     },
+}
+
+
+def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+_WINDOW = [
+    _query("start", "from this time: ISO 8601 or Unix seconds"),
+    _query("end", "until this time (exclusive): ISO 8601 or Unix seconds"),
+    _query("since", "the last duration before end (or now): 90s, 15m, 1h, 7d"),
+]
+_WHO = [
+    _query("workload", "only this workload (namespace/name)"),
+    _query("service", "only this service.name"),
+]
+_METRIC_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _get(summary: str, parameters: list[dict[str, Any]], schema: dict[str, Any]) -> dict:
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": parameters,
+            "responses": {
+                "200": {
+                    "description": summary,
+                    "content": {"application/json": {"schema": schema}},
+                },
+                "400": _ERROR,
+                "404": _ERROR,
+            },
+        }
+    }
+
+
+def _list_of(key: str, items: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": {key: {"type": "array", "items": items}}}
+
+
+_METRIC_PATHS = {
+    "/api/v1/metrics": _get(
+        "Metrics received: type, unit, temporality, series and point counts, workloads",
+        [*_WINDOW, *_WHO],
+        _list_of("metrics", {"type": "object"}),
+    ),
+    "/api/v1/metrics/{name}/points": _get(
+        "Raw data points of one metric, oldest first, with their attributes",
+        [
+            _METRIC_NAME,
+            *_WINDOW,
+            *_WHO,
+            _query(
+                "limit", "at most this many points (1-10000, default 1000)", {"type": "integer"}
+            ),
+        ],
+        _list_of("points", {"type": "object"}),
+    ),
+    "/api/v1/metrics/{name}/rate": _get(
+        "Per-second rates of a sum per series; cumulative counters across resets",
+        [_METRIC_NAME, *_WINDOW, *_WHO],
+        _list_of("series", {"type": "object"}),
+    ),
+    "/api/v1/logs": _get(
+        "Log records, newest first",
+        [
+            *_WINDOW,
+            *_WHO,
+            _query("trace_id", "only records written inside this trace"),
+            _query("severity", "at least this severity: trace, debug, info, warn, error, fatal"),
+            _query("q", "text the body contains (case-insensitive)"),
+            _query("limit", "at most this many records (1-5000, default 100)", {"type": "integer"}),
+        ],
+        _list_of("logs", _LOG),
+    ),
 }
 
 
@@ -88,7 +200,7 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "Onepane API",
             "version": __version__,
-            "description": "Traces, health and metrics of an Onepane server.",
+            "description": "Traces, OTLP metrics and logs, and health of an Onepane server.",
         },
         "paths": {
             "/api/v1/traces/{trace_id}": {
@@ -112,6 +224,7 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            **_METRIC_PATHS,
             "/healthz": {
                 "get": {
                     "summary": "Liveness and write-queue state",

@@ -9,6 +9,7 @@ resource, so Kubernetes and GPU metrics join to workloads like spans do.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -290,12 +291,21 @@ def _buckets_problem(count: int, bounds: list[float], counts: list[int]) -> str 
             f"{len(counts)} bucket_counts for {len(bounds)} explicit_bounds; "
             "there must be one more count than bounds"
         )
-    if any(not a < b for a, b in itertools.pairwise(bounds)):
-        return "explicit_bounds must be strictly increasing"
-    if any(math.isnan(b) for b in bounds):
-        return "explicit_bounds must be numbers"
+    problem = _bounds_problem(tuple(bounds))
+    if problem:
+        return problem
     if sum(counts) != count:
         return f"bucket_counts add up to {sum(counts)} but count is {count}"
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _bounds_problem(bounds: tuple[float, ...]) -> str | None:
+    """Checked once per distinct set of bounds: a metric's points almost always share one."""
+    if any(math.isnan(b) for b in bounds):
+        return "explicit_bounds must be numbers"
+    if any(not a < b for a, b in itertools.pairwise(bounds)):
+        return "explicit_bounds must be strictly increasing"
     return None
 
 
