@@ -22,6 +22,18 @@ from collectors.otlp.anyvalue import attributes
 STR = pa.string()
 TS = pa.timestamp("ns")
 RESOURCE_SCHEMA = pa.schema([("resource_id", pa.int64()), ("attributes", STR)])
+# Where an item came from; metric points and log records carry these columns in this order.
+IDENTITY_FIELDS = [
+    ("service_name", STR),
+    ("service_version", STR),
+    ("environment", STR),
+    ("workload", STR),
+    ("k8s_namespace", STR),
+    ("k8s_pod", STR),
+    ("scope_name", STR),
+    ("scope_version", STR),
+    ("resource_id", pa.int64()),
+]
 NOUNS = {"traces": "span", "metrics": "data point", "logs": "log record"}
 _MAX_MESSAGES = 5
 
@@ -56,6 +68,21 @@ class Resource:
 
     resource_id: int
     identity: dict[str, Any]
+
+    def columns(self, scope: Any) -> tuple[Any, ...]:
+        """The ``IDENTITY_FIELDS`` values of an item of this resource and ``scope``."""
+        ident = self.identity
+        return (
+            ident["service_name"],
+            ident["service_version"],
+            ident["environment"],
+            ident["workload"],
+            ident["k8s_namespace"],
+            ident["k8s_pod"],
+            scope.name or None,
+            scope.version or None,
+            self.resource_id,
+        )
 
 
 class Builder:

@@ -16,6 +16,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from collectors.otlp.anyvalue import any_value, attributes
 from collectors.otlp.decoded import (
+    IDENTITY_FIELDS,
     STR,
     TS,
     Builder,
@@ -39,15 +40,7 @@ LOG_SCHEMA = pa.schema(
         ("body", STR),
         ("event_name", STR),
         ("flags", pa.int32()),
-        ("service_name", STR),
-        ("service_version", STR),
-        ("environment", STR),
-        ("workload", STR),
-        ("k8s_namespace", STR),
-        ("k8s_pod", STR),
-        ("scope_name", STR),
-        ("scope_version", STR),
-        ("resource_id", pa.int64()),
+        *IDENTITY_FIELDS,
         ("scope_attributes", STR),
         ("attributes", STR),
         ("dropped_attributes_count", pa.int32()),
@@ -76,20 +69,8 @@ class _LogBuilder(Builder):
         self.received_ns = time.time_ns()
 
     def add_scope(self, scope_logs: Any, resource: Resource) -> None:
-        ident = resource.identity
         scope = scope_logs.scope
-        place = (
-            ident["service_name"],
-            ident["service_version"],
-            ident["environment"],
-            ident["workload"],
-            ident["k8s_namespace"],
-            ident["k8s_pod"],
-            scope.name or None,
-            scope.version or None,
-            resource.resource_id,
-            scope_json(scope),
-        )
+        place = (*resource.columns(scope), scope_json(scope))
         for record in scope_logs.log_records:
             problem = _record_problem(record)
             if problem:

@@ -22,7 +22,15 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from collectors.otlp.anyvalue import attributes
-from collectors.otlp.decoded import STR, TS, Builder, Decoded, Resource, table_from_rows
+from collectors.otlp.decoded import (
+    IDENTITY_FIELDS,
+    STR,
+    TS,
+    Builder,
+    Decoded,
+    Resource,
+    table_from_rows,
+)
 from collectors.otlp.wire import parse_protobuf, request_from_json
 
 _U64 = pa.uint64()
@@ -38,15 +46,7 @@ METRIC_SCHEMA = pa.schema(
         ("description", STR),
         ("temporality", pa.int8()),
         ("is_monotonic", pa.bool_()),
-        ("service_name", STR),
-        ("service_version", STR),
-        ("environment", STR),
-        ("workload", STR),
-        ("k8s_namespace", STR),
-        ("k8s_pod", STR),
-        ("scope_name", STR),
-        ("scope_version", STR),
-        ("resource_id", pa.int64()),
+        *IDENTITY_FIELDS,
     ]
 )
 _POINT_HEAD = [("metric_idx", pa.int32()), ("start_time", TS), ("time", TS)]
@@ -158,7 +158,6 @@ class _PointBuilder(Builder):
         if not metric.name:
             self.reject("metric with no name", "every metric needs a name", len(data.data_points))
             return
-        ident = resource.identity
         temporality = getattr(data, "aggregation_temporality", None)
         self.metrics.append(
             (
@@ -168,15 +167,7 @@ class _PointBuilder(Builder):
                 metric.description or None,
                 temporality,
                 data.is_monotonic if which == "sum" else None,
-                ident["service_name"],
-                ident["service_version"],
-                ident["environment"],
-                ident["workload"],
-                ident["k8s_namespace"],
-                ident["k8s_pod"],
-                scope.name or None,
-                scope.version or None,
-                resource.resource_id,
+                *resource.columns(scope),
             )
         )
         index = len(self.metrics) - 1
@@ -184,6 +175,8 @@ class _PointBuilder(Builder):
         rows, row_of = self.points[kind], _ROW_OF[kind]
         for point in data.data_points:
             problem, row = row_of(point)
+            if not problem and row[-1] is not None:  # the point has exemplars
+                problem = _exemplars_problem(point.exemplars)
             if problem:
                 self.reject(f"data point of {metric.name!r}", problem)
                 continue
@@ -314,6 +307,19 @@ def _tail(point: Any) -> tuple[Any, ...]:
     attrs_json = orjson.dumps(attrs, option=orjson.OPT_SORT_KEYS).decode() if attrs else "{}"
     exemplars = getattr(point, "exemplars", None)
     return point.flags, attrs_json, _exemplars_json(exemplars) if exemplars else None
+
+
+def _exemplars_problem(exemplars: Any) -> str | None:
+    """Why a point's exemplars cannot be stored (ids of the wrong length), or None."""
+    for exemplar in exemplars:
+        trace_id, span_id = exemplar.trace_id, exemplar.span_id
+        if trace_id and (len(trace_id) != 16 or trace_id == bytes(16)):
+            return (
+                f"exemplar trace_id must be empty or 16 non-zero bytes, got {len(trace_id)} bytes"
+            )
+        if span_id and (len(span_id) != 8 or span_id == bytes(8)):
+            return f"exemplar span_id must be empty or 8 non-zero bytes, got {len(span_id)} bytes"
+    return None
 
 
 def _exemplars_json(exemplars: Any) -> str:
