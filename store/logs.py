@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import duckdb
@@ -11,6 +12,7 @@ from onepane.errors import BadRequest
 from store.window import Window
 
 MAX_LOGS = 5_000
+_TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 _COLUMNS = """
     trace_id, span_id, epoch_ns(time), epoch_ns(observed_time), severity_number, severity_text,
     body, event_name, service_name, workload, resource_id, scope_name, attributes
@@ -95,12 +97,16 @@ def search(
     """Log records matching every filter given, newest first."""
     if not 1 <= limit <= MAX_LOGS:
         raise BadRequest(f"limit must be between 1 and {MAX_LOGS}")
+    if trace_id and not _TRACE_ID.fullmatch(trace_id):
+        raise BadRequest(f"trace_id {trace_id[:64]!r} is not 32 hex characters")
     params = {
         "workload": workload,
         "service": service,
         "trace_id": trace_id.lower() if trace_id else None,
         "min_severity": min_severity(severity),
-        "text": text,
+        # Bodies are stored as JSON: search for the text as JSON writes it, so quotes,
+        # backslashes and newlines in the text match those in the body.
+        "text": orjson.dumps(text).decode()[1:-1] if text else None,
         "start": window.start_ns,
         "end": window.end_ns,
         "limit": limit,

@@ -39,10 +39,12 @@ ORDER BY metric_name, metric_type
 """
 
 _POINTS = f"""
-SELECT metric_type, workload, service_name, resource_id, scope_name, attributes,
-       epoch_ns(start_time), epoch_ns(time), temporality, value, count, sum, min, max,
-       explicit_bounds, bucket_counts, scale, zero_count, positive_offset, positive_counts,
-       negative_offset, negative_counts, quantiles, quantile_values, flags, exemplars
+SELECT metric_type, workload, service_name, resource_id, scope_name, scope_version,
+       scope_attributes, attributes, epoch_ns(start_time), epoch_ns(time), temporality, value,
+       count, sum, min, max,
+       explicit_bounds, bucket_counts, scale, zero_count, zero_threshold, positive_offset,
+       positive_counts, negative_offset, negative_counts, quantiles, quantile_values, flags,
+       exemplars
 FROM metric_points
 WHERE metric_name = $name AND {_FILTER}
 ORDER BY time, resource_id, attributes
@@ -54,6 +56,8 @@ _POINT_FIELDS = [
     "service_name",
     "resource_id",
     "scope_name",
+    "scope_version",
+    "scope_attributes",
     "attributes",
     "start_unix_nano",
     "time_unix_nano",
@@ -67,6 +71,7 @@ _POINT_FIELDS = [
     "bucket_counts",
     "scale",
     "zero_count",
+    "zero_threshold",
     "positive_offset",
     "positive_counts",
     "negative_offset",
@@ -109,7 +114,9 @@ WITH points AS (
                ELSE time_ns - prev_ns
            END AS interval_ns
     FROM steps
-    WHERE temporality = 1 OR prev_value IS NOT NULL
+    -- A delta point ending when the previous one did repeats it (a retried export).
+    WHERE CASE WHEN temporality = 1 THEN prev_ns IS DISTINCT FROM time_ns
+               ELSE prev_value IS NOT NULL END
 )
 SELECT workload, resource_id, scope_name, attributes, time_ns, increase, interval_ns, reset
 FROM increases
@@ -178,8 +185,9 @@ def points(
         point["attributes"] = orjson.loads(point["attributes"])
         if "temporality" in point:
             point["temporality"] = _TEMPORALITY.get(point["temporality"])
-        if "exemplars" in point:
-            point["exemplars"] = orjson.loads(point["exemplars"])
+        for key in ("exemplars", "scope_attributes"):
+            if key in point:
+                point[key] = orjson.loads(point[key])
         out.append(point)
     return out
 

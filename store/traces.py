@@ -119,12 +119,13 @@ def _attach_logs(
         span["logs"] = []
     unattached = []
     for record in records:
-        span = by_id.get(record.pop("span_id") or "")
-        if span is None:
-            unattached.append(record)
-        else:
-            span["logs"].append(record)
         record.pop("trace_id")
+        span = by_id.get(record["span_id"] or "")
+        if span is None:
+            unattached.append(record)  # keeps its span_id: the span it names is not stored
+        else:
+            del record["span_id"]
+            span["logs"].append(record)
     return unattached
 
 

@@ -47,6 +47,7 @@ class Decoded:
     resources: pa.Table
     rejected: int = 0
     messages: list[str] = field(default_factory=list)
+    described: int = 0  # how many of the rejected items the messages account for
 
     @property
     def accepted(self) -> int:
@@ -57,7 +58,7 @@ class Decoded:
         if not self.rejected:
             return ""
         shown = "; ".join(self.messages)
-        more = self.rejected - len(self.messages)
+        more = self.rejected - max(self.described, len(self.messages))
         suffix = f"; and {more} more" if more > 0 else ""
         return f"{self.rejected} {NOUNS[self.signal]}(s) rejected: {shown}{suffix}"
 
@@ -93,11 +94,13 @@ class Builder:
         self.resources: dict[int, str] = {}
         self.rejected = rejected
         self.messages = list(messages)[:_MAX_MESSAGES]
+        self.described = len(self.messages)  # rejected items the messages account for
 
     def reject(self, where: str, why: str, count: int = 1) -> None:
         self.rejected += count
         if len(self.messages) < _MAX_MESSAGES:
-            self.messages.append(f"{where}: {why}")
+            self.messages.append(f"{where}: {why}" if count == 1 else f"{where} ({count}): {why}")
+            self.described += count
 
     def resource(self, resource: Any) -> Resource:
         """Register an OTLP ``Resource`` message and return its id and identity."""
@@ -115,7 +118,7 @@ class Builder:
             ],
             schema=RESOURCE_SCHEMA,
         )
-        return Decoded(self.signal, table, resources, self.rejected, self.messages)
+        return Decoded(self.signal, table, resources, self.rejected, self.messages, self.described)
 
 
 def table_from_rows(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:

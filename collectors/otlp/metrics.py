@@ -29,6 +29,7 @@ from collectors.otlp.decoded import (
     Builder,
     Decoded,
     Resource,
+    scope_json,
     table_from_rows,
 )
 from collectors.otlp.wire import parse_protobuf, request_from_json
@@ -47,6 +48,7 @@ METRIC_SCHEMA = pa.schema(
         ("temporality", pa.int8()),
         ("is_monotonic", pa.bool_()),
         *IDENTITY_FIELDS,
+        ("scope_attributes", STR),
     ]
 )
 _POINT_HEAD = [("metric_idx", pa.int32()), ("start_time", TS), ("time", TS)]
@@ -168,6 +170,7 @@ class _PointBuilder(Builder):
                 temporality,
                 data.is_monotonic if which == "sum" else None,
                 *resource.columns(scope),
+                scope_json(scope),
             )
         )
         index = len(self.metrics) - 1

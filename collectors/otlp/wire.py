@@ -158,8 +158,12 @@ def _fix_point(point: Any) -> None:
 
 
 def _item_name(item: Any) -> str:
-    name = item.get("name", item.get("eventName", "")) if isinstance(item, dict) else ""
-    return repr(name)[:80]
+    if not isinstance(item, dict):
+        return "''"
+    name = item.get("name") or item.get("eventName")
+    if name is None and ("timeUnixNano" in item or "time_unix_nano" in item):
+        return f"at {item.get('timeUnixNano', item.get('time_unix_nano'))}"
+    return repr(name or "")[:80]
 
 
 @dataclass(frozen=True)

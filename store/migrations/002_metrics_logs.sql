@@ -35,6 +35,7 @@ CREATE TABLE metric_points (
     scope_name          VARCHAR,
     scope_version       VARCHAR,
     resource_id         BIGINT NOT NULL,    -- resources.resource_id
+    scope_attributes    VARCHAR,            -- JSON object, NULL when empty
     flags               INTEGER NOT NULL,
     attributes          VARCHAR NOT NULL,   -- JSON object, keys sorted, '{}' when none
     exemplars           VARCHAR             -- JSON [{time_unix_nano, value, trace_id, span_id, attributes}]
