@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from collectors.otlp.anyvalue import any_value, attributes
 from collectors.otlp.decoded import (
@@ -26,7 +25,7 @@ from collectors.otlp.decoded import (
     table_from_rows,
     trace_key,
 )
-from collectors.otlp.wire import parse_protobuf, request_from_json
+from collectors.otlp.wire import read_request
 
 LOG_SCHEMA = pa.schema(
     [
@@ -50,10 +49,7 @@ LOG_SCHEMA = pa.schema(
 
 def decode_logs(body: bytes, json: bool) -> Decoded:
     """Decode an ``ExportLogsServiceRequest`` body (protobuf or OTLP/JSON)."""
-    if json:
-        request, rejected, messages = request_from_json(body, "logs")
-    else:
-        request, rejected, messages = parse_protobuf(ExportLogsServiceRequest, body), 0, []
+    request, rejected, messages = read_request(body, json, "logs")
     builder = _LogBuilder(rejected, messages)
     for resource_logs in request.resource_logs:
         resource = builder.resource(resource_logs.resource)

@@ -17,9 +17,6 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-)
 
 from collectors.otlp.anyvalue import attributes
 from collectors.otlp.decoded import (
@@ -32,7 +29,7 @@ from collectors.otlp.decoded import (
     scope_json,
     table_from_rows,
 )
-from collectors.otlp.wire import parse_protobuf, request_from_json
+from collectors.otlp.wire import read_request
 
 _U64 = pa.uint64()
 _F64 = pa.float64()
@@ -131,10 +128,7 @@ NO_RECORDED_VALUE = 1  # DataPointFlags.FLAG_NO_RECORDED_VALUE_MASK
 
 def decode_metrics(body: bytes, json: bool) -> Decoded:
     """Decode an ``ExportMetricsServiceRequest`` body (protobuf or OTLP/JSON)."""
-    if json:
-        request, rejected, messages = request_from_json(body, "metrics")
-    else:
-        request, rejected, messages = parse_protobuf(ExportMetricsServiceRequest, body), 0, []
+    request, rejected, messages = read_request(body, json, "metrics")
     builder = _PointBuilder(rejected, messages)
     for resource_metrics in request.resource_metrics:
         resource = builder.resource(resource_metrics.resource)

@@ -11,7 +11,6 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collectors.otlp import semconv
 from collectors.otlp.anyvalue import attributes
@@ -24,7 +23,7 @@ from collectors.otlp.decoded import (
     table_from_rows,
     trace_key,
 )
-from collectors.otlp.wire import parse_protobuf, request_from_json
+from collectors.otlp.wire import read_request
 
 SPAN_SCHEMA = pa.schema(
     [
@@ -70,10 +69,7 @@ _ZERO_SPAN = bytes(8)
 
 def decode_traces(body: bytes, json: bool) -> Decoded:
     """Decode an ``ExportTraceServiceRequest`` body (protobuf or OTLP/JSON)."""
-    if json:
-        request, rejected, messages = request_from_json(body, "traces")
-    else:
-        request, rejected, messages = parse_protobuf(ExportTraceServiceRequest, body), 0, []
+    request, rejected, messages = read_request(body, json, "traces")
     builder = _SpanBuilder("traces", rejected, messages)
     for resource_spans in request.resource_spans:
         builder.add_resource(resource_spans)

@@ -239,6 +239,14 @@ def request_from_json(body: bytes, signal: str) -> tuple[Message, int, list[str]
     return parse_json_message(shape.message, document), rejected, messages
 
 
+def read_request(body: bytes, json: bool, signal: str) -> tuple[Any, int, list[str]]:
+    """An export request of ``signal`` from protobuf or OTLP/JSON, with the items the JSON
+    path had to drop (count and descriptions); 400 for a body that is not one."""
+    if json:
+        return request_from_json(body, signal)
+    return parse_protobuf(_SHAPES[signal].message, body), 0, []
+
+
 def encode_message(message: Message, media: str) -> bytes:
     """A response message in the request's encoding (OTLP/JSON or protobuf)."""
     if media == JSON:
