@@ -14,13 +14,25 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import orjson
 
 from onepane import httpbase, metrics, openapi
-from onepane.errors import BadRequest, NotFound, OnepaneError
-from store import logs, traces
+from onepane.errors import Ambiguous, BadRequest, NotFound, OnepaneError
+from store import logs, search, traces
 from store import metrics as metric_store
 from store.db import ReadCursors
 from store.window import Window, window
 
 JSON = "application/json"
+_SEARCH_PARAMS = {
+    *search.COLUMN_FILTERS,
+    "min_duration_ms",
+    "max_duration_ms",
+    "status",
+    "attr",
+    "start",
+    "end",
+    "since",
+    "sort",
+    "limit",
+}
 
 
 @dataclass
@@ -40,12 +52,15 @@ class ApiHandler(httpbase.Handler):
         parts = urlsplit(self.path)
         path = parts.path.rstrip("/") or "/"
         try:
-            self.query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            self.query_lists = parse_qs(parts.query, keep_blank_values=True)
+            self.query = {k: v[-1] for k, v in self.query_lists.items() if v[-1]}
             self._route(path)
         except BadRequest as exc:
             self._json(400, {"error": str(exc)})
         except NotFound as exc:
             self._json(404, {"error": str(exc)})
+        except Ambiguous as exc:
+            self._json(409, {"error": str(exc), "matches": exc.matches})
         except OnepaneError as exc:
             self._json(503, {"error": str(exc)})
 
@@ -66,6 +81,9 @@ class ApiHandler(httpbase.Handler):
             self.send_body(200, ctx.metrics.exposition(), metrics.CONTENT_TYPE)
         elif path in ("/api/v1/openapi.json", "/openapi.json"):
             self._json(200, openapi.document())
+        elif path == "/api/v1/traces":
+            query = self._trace_query()
+            self._read(lambda cursor: {"traces": search.search(cursor, query)})
         elif path.startswith("/api/v1/traces/"):
             trace_id = path.removeprefix("/api/v1/traces/")
             self._read(lambda cursor: traces.get_trace(cursor, trace_id))
@@ -102,6 +120,40 @@ class ApiHandler(httpbase.Handler):
         if not text.isdigit():
             raise BadRequest(f"{name} must be a whole number, got {text[:20]!r}")
         return int(text)
+
+    def _trace_query(self) -> search.TraceQuery:
+        q = self.query
+        unknown = set(self.query_lists) - _SEARCH_PARAMS
+        if unknown:
+            raise BadRequest(
+                f"unknown search parameter {sorted(unknown)[0][:40]!r}; "
+                f"use {', '.join(sorted(_SEARCH_PARAMS))}"
+            )
+        columns = {
+            column: q[param] for param, column in search.COLUMN_FILTERS.items() if param in q
+        }
+        return search.TraceQuery(
+            columns=columns,
+            min_duration_ns=self._ms_as_ns("min_duration_ms"),
+            max_duration_ns=self._ms_as_ns("max_duration_ms"),
+            status=q.get("status") or None,
+            attrs=tuple(search.parse_attr(a) for a in self.query_lists.get("attr", [])),
+            window=self._window(),
+            sort=q.get("sort") or "newest",
+            limit=self._int("limit", 20),
+        )
+
+    def _ms_as_ns(self, name: str) -> int | None:
+        text = self.query.get(name)
+        if not text:
+            return None
+        try:
+            ms = float(text)
+        except ValueError:
+            ms = -1.0
+        if not 0 <= ms < 1e12:
+            raise BadRequest(f"{name} must be a number of milliseconds, got {text[:20]!r}")
+        return int(ms * 1_000_000)
 
     def _metric(self, name: str, view: str) -> None:
         name = unquote(name)

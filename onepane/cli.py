@@ -1,4 +1,7 @@
-"""The `onepane` command: serve, up, demo. Errors become one line and an exit code here."""
+"""The `onepane` command: serve, up, demo, trace, traces.
+
+Errors become one line and an exit code here.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from onepane import __version__
+from onepane import __version__, tracecli
 from onepane.errors import ConfigError, OnepaneError
 from store.db import MEMORY_LIMIT
 
@@ -78,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         help="API base URL, for the trace links the demo prints",
     )
     demo.set_defaults(run=_run_demo)
+    tracecli.add_commands(commands)
     return parser
 
 

@@ -16,6 +16,10 @@ exporters, exactly as a real instrumented service would send it:
 * logs: errors logged inside the failing span (a database timeout, a card processor
   failure), warnings for slow predictions, one line per order and per pipeline step.
 
+It has a recurring incident: for four minutes every hour (the first one a minute after it
+starts) the fraud model answers in ~450 ms instead of ~18 ms, so checkouts get slow and
+`onepane traces --service fraud-model --slowest --since 1h` finds where the time went.
+
 Everything random (latencies, failures, features, ids, pod names) comes from one
 ``random.Random(seed)``: the same seed and the same timestamps give the same traces.
 """
@@ -66,6 +70,7 @@ _SLOW_FRAUD_RATE = 0.05
 _FRAUD_MODEL_VERSION = "3.2.0"
 _RECSYS_MODEL_VERSION = "2.1.0"
 _SLOW_PREDICTION_NS = 100 * 1_000_000
+_INCIDENT_FRAUD_MS = 450.0  # median fraud-model latency during the recurring incident
 
 Attrs = dict[str, AttributeValue]
 # A piece of work inside a span: (parent context, start ns) -> (end ns, error message or None)
@@ -81,12 +86,19 @@ class DemoConfig:
     seed: int | None = None
     day_seconds: float = 600.0  # one simulated "day" lasts this many real seconds
     metrics_interval_s: float = 10.0  # how often each service exports its metrics
+    # The recurring incident: the fraud model gets slow for incident_length_s once every
+    # incident_every_s, the first time incident_offset_s after the company starts.
+    incident_every_s: float = 3600.0
+    incident_length_s: float = 240.0
+    incident_offset_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.rate <= 0:
             raise ValueError(f"demo rate must be > 0 traces/s, got {self.rate}")
         if self.day_seconds <= 0:
             raise ValueError(f"demo day_seconds must be > 0, got {self.day_seconds}")
+        if not 0 <= self.incident_length_s <= self.incident_every_s:
+            raise ValueError("demo incident_length_s must be between 0 and incident_every_s")
 
 
 @dataclass(frozen=True)
@@ -254,6 +266,7 @@ class DemoCompany:
 
     def __init__(self, config: DemoConfig) -> None:
         self._config = config
+        self.started_ns = time.time_ns()
         self._rng = random.Random(config.seed)
         self._ids = _SeededIds(self._rng)
         self._lock = threading.Lock()
@@ -486,7 +499,9 @@ class DemoCompany:
         age = int(self._rng.expovariate(1 / 400))
         score = min(0.999, self._rng.betavariate(1.3, 14) * (3 if age < 14 else 1))
         duration = self._ms(18, 0.35)
-        if self._rng.random() < _SLOW_FRAUD_RATE:
+        if self.in_incident(at):
+            duration = self._ms(_INCIDENT_FRAUD_MS, 0.25)
+        elif self._rng.random() < _SLOW_FRAUD_RATE:
             duration *= 10
         attrs: Attrs = {
             "ml.model.name": "fraud-model",
@@ -497,6 +512,12 @@ class DemoCompany:
             "ml.feature.account_age_days": age,
         }
         return self._predict("fraud-model", ctx, at, duration, attrs), None
+
+    def in_incident(self, at_ns: int) -> bool:
+        """Whether the fraud model is in its recurring slow spell at ``at_ns``."""
+        config = self._config
+        elapsed = (at_ns - self.started_ns) / _S - config.incident_offset_s
+        return elapsed >= 0 and elapsed % config.incident_every_s < config.incident_length_s
 
     def _predict(self, service: str, ctx: Context, at: int, duration: int, attrs: Attrs) -> int:
         """An inference span; counts the prediction and warns when it was slow."""

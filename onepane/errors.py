@@ -48,5 +48,19 @@ class NotFound(OnepaneError):
     """The thing asked for does not exist (HTTP 404)."""
 
 
+class Ambiguous(OnepaneError):
+    """A short id matches more than one thing; ``matches`` lists them (HTTP 409)."""
+
+    def __init__(self, message: str, matches: list[dict[str, object]]) -> None:
+        super().__init__(message)
+        self.matches = matches
+
+
+class ServerUnreachable(OnepaneError):
+    """The Onepane server did not answer; a command that needs it cannot decide."""
+
+    exit_code = 2
+
+
 class StoreError(OnepaneError):
     """The DuckDB store could not be opened or written."""

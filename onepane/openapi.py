@@ -48,6 +48,10 @@ _SPAN = {
             },
         },
         "depth": {"type": "integer"},
+        "critical_path_ms": {
+            "type": "number",
+            "description": "this span's own time on the trace's critical path (0: not on it)",
+        },
         "children": {"type": "array", "items": {"type": "string"}},
         "orphan": {"type": "boolean", "description": "its parent span was never received"},
         "attributes": {"type": "object"},
@@ -82,19 +86,71 @@ _SPAN["properties"]["logs"] = {
     "description": "log records written inside this span, oldest first",
 }
 
+_SHARE = {
+    "type": "object",
+    "properties": {"ms": {"type": "number"}, "share": {"type": "number", "minimum": 0}},
+}
+_TIME_SPLIT = {
+    "type": "object",
+    "description": "The critical path's time split by role and by service, largest first",
+    "properties": {
+        "total_ms": {"type": "number"},
+        "by_role": {
+            "type": "object",
+            "description": "request, api, inference, db, pipeline, internal (and missing: "
+            "time under a parent span that is not stored)",
+            "additionalProperties": _SHARE,
+        },
+        "by_service": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "service": {"type": "string"},
+                    "workload": {"type": "string"},
+                    "role": {"type": "string"},
+                    "ms": {"type": "number"},
+                    "share": {"type": "number"},
+                },
+            },
+        },
+        "headline": {"type": "string", "description": 'e.g. "62% in fraud-model inference"'},
+    },
+}
+_SUMMARY_PROPERTIES = {
+    "trace_id": {"type": "string"},
+    "start_unix_nano": {"type": "integer"},
+    "end_unix_nano": {"type": "integer"},
+    "duration_ns": {"type": "integer"},
+    "duration_ms": {"type": "number"},
+    "root_span_id": {"type": ["string", "null"]},
+    "root_service": {"type": ["string", "null"]},
+    "root_name": {"type": ["string", "null"]},
+    "span_count": {"type": "integer"},
+    "error_count": {"type": "integer"},
+    "roles": {"type": "array", "items": {"type": "string"}},
+    "services": {"type": "array", "items": {"type": "string"}},
+    "where_the_time_went": _TIME_SPLIT,
+}
+_TRACE_SUMMARY = {"type": "object", "properties": _SUMMARY_PROPERTIES}
+
 _TRACE = {
     "type": "object",
     "properties": {
-        "trace_id": {"type": "string"},
-        "start_unix_nano": {"type": "integer"},
-        "duration_ns": {"type": "integer"},
-        "duration_ms": {"type": "number"},
-        "root_service": {"type": ["string", "null"]},
-        "root_name": {"type": ["string", "null"]},
-        "span_count": {"type": "integer"},
-        "error_count": {"type": "integer"},
-        "roles": {"type": "array", "items": {"type": "string"}},
-        "services": {"type": "array", "items": {"type": "string"}},
+        **_SUMMARY_PROPERTIES,
+        "critical_path": {
+            "type": "array",
+            "description": "the critical path, earliest first: which span the trace waited on",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "span_id": {"type": "string"},
+                    "offset_ns": {"type": "integer"},
+                    "duration_ms": {"type": "number"},
+                },
+            },
+        },
+        "complete": {"type": "boolean", "description": "every span's parent is stored"},
         "root_span_ids": {"type": "array", "items": {"type": "string"}},
         "resources": {"type": "object", "additionalProperties": {"type": "object"}},
         "log_count": {"type": "integer"},
@@ -131,6 +187,40 @@ _WHO = [
     _query("workload", "only this workload (namespace/name)"),
     _query("service", "only this service.name"),
 ]
+_SEARCH = [
+    _query("service", "a span's service.name"),
+    _query("workload", "a span's workload (namespace/name)"),
+    _query("route", "a span's http.route"),
+    _query("name", "a span's name"),
+    _query("model", "a span's model (ml.model.name or gen_ai.request.model)"),
+    _query("role", "a span's role: request, api, inference, db, pipeline, internal"),
+    _query("version", "a span's service.version"),
+    _query("min_duration_ms", "a matching span took at least this", {"type": "number"}),
+    _query("max_duration_ms", "a matching span took at most this", {"type": "number"}),
+    _query("status", "a matching span's status: error, ok or unset"),
+    {
+        **_query("attr", "key=value (or key: present) on the span or its resource; repeatable"),
+        "schema": {"type": "array", "items": {"type": "string"}},
+        "explode": True,
+    },
+    *_WINDOW,
+    _query("sort", "newest (default) or slowest"),
+    _query("limit", "at most this many traces (1-1000, default 20)", {"type": "integer"}),
+]
+_AMBIGUOUS = {
+    "description": "The prefix matches several traces",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "error": {"type": "string"},
+                    "matches": {"type": "array", "items": {"type": "object"}},
+                },
+            }
+        }
+    },
+}
 _METRIC_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
@@ -200,18 +290,26 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "Onepane API",
             "version": __version__,
-            "description": "Traces, OTLP metrics and logs, and health of an Onepane server.",
+            "description": "Trace search and lookup, OTLP metrics and logs, and health of an "
+            "Onepane server.",
         },
         "paths": {
+            "/api/v1/traces": _get(
+                "Find traces with a span matching every filter; summaries with the time split",
+                _SEARCH,
+                _list_of("traces", _TRACE_SUMMARY),
+            ),
             "/api/v1/traces/{trace_id}": {
                 "get": {
-                    "summary": "One trace as a tree, with roles and durations",
+                    "summary": "One trace as a tree, with its critical path and where the "
+                    "time went",
                     "parameters": [
                         {
                             "name": "trace_id",
                             "in": "path",
                             "required": True,
-                            "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"},
+                            "description": "the 32 hex characters, or a unique prefix of 8+",
+                            "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{8,32}$"},
                         }
                     ],
                     "responses": {
@@ -221,6 +319,7 @@ def document() -> dict[str, Any]:
                         },
                         "400": _ERROR,
                         "404": _ERROR,
+                        "409": _AMBIGUOUS,
                     },
                 }
             },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,7 @@ class OnepaneServer:
         self.otlp_http.serve_in_thread("onepane-otlp-http")
         self.otlp_grpc.start()
         self.api.serve_in_thread("onepane-api")
+        threading.Thread(target=self.readers.warm_up, name="onepane-warm-up", daemon=True).start()
 
     def _close_listeners(self) -> None:
         """Release whichever ports were bound (on a failed start)."""

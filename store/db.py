@@ -103,6 +103,16 @@ class ReadCursors:
         with self._lock:
             return self._root.cursor()
 
+    def warm_up(self) -> None:
+        """Bind one query parameter: the first binding in a process imports DuckDB's
+        Python type conversions (about a second), which should not land on a user."""
+        with suppress(duckdb.Error):  # the server may be stopping already
+            cursor = self.cursor()
+            try:
+                cursor.execute("SELECT $warm", {"warm": 1}).fetchall()
+            finally:
+                cursor.close()
+
     def close(self) -> None:
         self._root.close()
 

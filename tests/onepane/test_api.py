@@ -169,7 +169,7 @@ def test_openapi_document_describes_the_live_api(server) -> None:
 
 
 def test_unknown_api_path_is_a_json_404(server) -> None:
-    for path in ("/api/v1/nothing-here", "/api/v1/traces", "/"):
+    for path in ("/api/v1/nothing-here", "/api/v1/trace", "/"):
         status, body = server.get_json(path)
         assert status == 404, path
         assert set(body) == {"error"}

@@ -330,9 +330,13 @@ def test_trace_lookup_errors_are_json(server) -> None:
     assert "not-a-trace-id" in body["error"]
     assert "32 hex" in body["error"]
 
-    status, body = server.get_json("/api/v1/traces/" + "ab" * 15)  # 30 hex characters
+    status, body = server.get_json("/api/v1/traces/" + "ab" * 15)  # a 30-character prefix
+    assert status == 404
+    assert "no stored trace id starts with " + "ab" * 15 in body["error"]
+
+    status, body = server.get_json("/api/v1/traces/abcdef1")  # too short to be a prefix
     assert status == 400
-    assert "32 hex" in body["error"]
+    assert "too short" in body["error"] and "at least 8" in body["error"]
 
     unknown = "0123456789abcdef0123456789abcdef"
     status, body = server.get_json(f"/api/v1/traces/{unknown}")

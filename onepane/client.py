@@ -1,0 +1,71 @@
+"""A small client for a running Onepane server's HTTP API, used by the CLI.
+
+Errors the server reports come back as the matching Onepane errors (400 → BadRequest,
+404 → NotFound, 409 → Ambiguous with the matches); a server that does not answer is
+``ServerUnreachable``, which commands turn into exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import orjson
+
+from onepane.errors import Ambiguous, BadRequest, NotFound, OnepaneError, ServerUnreachable
+
+DEFAULT_SERVER = "http://127.0.0.1:8320"
+SERVER_ENV = "ONEPANE_SERVER"
+
+
+def default_server() -> str:
+    """``$ONEPANE_SERVER``, else the API address ``onepane up`` listens on."""
+    return os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+
+
+class ApiClient:
+    """GETs JSON documents from ``base`` (e.g. ``http://127.0.0.1:8320``)."""
+
+    def __init__(self, base: str, timeout_s: float = 30.0) -> None:
+        self.base = base.rstrip("/")
+        self.timeout_s = timeout_s
+
+    def get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
+        url = self.base + path + (f"?{urlencode(params)}" if params else "")
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
+                return orjson.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise _error(exc) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ServerUnreachable(
+                f"cannot reach the Onepane server at {self.base}: {reason}. Start it with "
+                f"`onepane up`, or point to it with --server URL (or ${SERVER_ENV})."
+            ) from None
+
+    def trace(self, trace_id: str) -> dict[str, Any]:
+        """One trace by id or unique prefix of at least 8 hex characters."""
+        return self.get(f"/api/v1/traces/{quote(trace_id, safe='')}")
+
+    def search_traces(self, params: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        return self.get("/api/v1/traces", params)["traces"]
+
+
+def _error(exc: urllib.error.HTTPError) -> OnepaneError:
+    try:
+        document = orjson.loads(exc.read())
+        message = document["error"]
+    except (orjson.JSONDecodeError, KeyError, TypeError, OSError):
+        document, message = {}, f"HTTP {exc.code} {exc.reason}"
+    if exc.code == 400:
+        return BadRequest(message)
+    if exc.code == 404:
+        return NotFound(message)
+    if exc.code == 409:
+        return Ambiguous(message, document.get("matches", []))
+    return OnepaneError(f"the server answered {exc.code}: {message}")
