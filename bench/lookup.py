@@ -1,167 +1,158 @@
-"""Trace-by-id benchmark: GET /api/v1/traces/{id} with 10M spans stored.
+"""Trace lookup benchmark: 10M spans (1M traces over a week) behind a live `onepane serve`.
 
-Loads the spans straight into a store file (bypassing HTTP, as the issue allows), then
-starts a live `onepane serve` on it and times trace lookups through the API, and the
-same query in-process. Prints medians and p99s.
+Loads the spans straight into a store file (bypassing OTLP; see bench/lookup_data.py),
+starts the server on it and times through the HTTP API, as a user would call it:
 
-    python bench/lookup.py [--spans 10000000] [--spans-per-trace 10] [--lookups 200]
+* trace by id (GET /api/v1/traces/{id}), random traces across the week;
+* search by service + route + min duration over the last hour, slowest first;
+* search by an arbitrary span attribute over the last 24 h: a unique value
+  (``app.order.id``) and a common one (``app.tenant``, 1 trace in 50);
+* a 10,001-span trace through the API, and printed by ``onepane trace`` (a new process
+  each time, as on a terminal).
+
+Prints the median and p99 of each.
+
+    python bench/lookup.py [--spans 10000000] [--runs 50]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import lookup_data as data
 from common import live_server, median, percentile
 
-from store import db, summary
-from store.traces import get_trace
-
-CHUNK = 1_000_000
-BASE_NS = 1_763_900_000_000_000_000
-
-# Spans shaped like instrumented services' spans: ~15 attributes, a role, a workload.
-_LOAD = """
-INSERT INTO spans BY NAME
-WITH ids AS (
-    SELECT i,
-           i // $per_trace AS t,
-           i % $per_trace AS k,
-           md5('trace' || (i // $per_trace)::VARCHAR) AS trace_id
-    FROM range($lo, $hi) r(i)
-)
-SELECT (CASE WHEN ('0x' || left(trace_id, 16))::UBIGINT >= 9223372036854775808
-             THEN ('0x' || left(trace_id, 16))::UBIGINT::HUGEINT - 18446744073709551616
-             ELSE ('0x' || left(trace_id, 16))::UBIGINT::HUGEINT END)::BIGINT AS trace_key,
-       trace_id,
-       left(md5('span' || i::VARCHAR), 16) AS span_id,
-       CASE WHEN k = 0 THEN NULL ELSE left(md5('span' || (i - k)::VARCHAR), 16) END
-           AS parent_span_id,
-       ['GET /checkout', 'POST /api/checkout', 'predict fraud-model',
-        'SELECT orders'][k % 4 + 1] AS name,
-       CASE WHEN k < 2 THEN 2 ELSE 3 END AS kind,
-       make_timestamp_ns($base + t * 1000000 + k * 1000) AS start_time,
-       make_timestamp_ns($base + t * 1000000 + k * 1000 + 5000000 - k * 1000) AS end_time,
-       5000000 - k * 1000 AS duration_ns,
-       CASE WHEN t % 97 = 0 AND k = 3 THEN 2 ELSE 0 END AS status_code,
-       ['web-frontend', 'checkout-api', 'fraud-model', 'checkout-api'][k % 4 + 1]
-           AS service_name,
-       '2.14.1' AS service_version,
-       'prod' AS environment,
-       ['shop/web-frontend', 'shop/checkout-api', 'ml/fraud-model',
-        'shop/checkout-api'][k % 4 + 1] AS workload,
-       CASE WHEN k = 0 THEN 'request' ELSE ['api', 'inference', 'db'][k % 3 + 1] END AS role,
-       '/api/checkout' AS http_route,
-       'POST' AS http_method,
-       200 AS http_status_code,
-       1 AS resource_id,
-       '{"http.request.method":"POST","http.route":"/api/checkout","url.path":"/api/checkout",'
-       || '"http.response.status_code":200,"server.address":"checkout-api","server.port":8080,'
-       || '"user_agent.original":"Mozilla/5.0","client.address":"10.42.7.19","app.tenant":"acme",'
-       || '"app.order.id":' || t::VARCHAR || ',"app.region":"eu-west-1","app.retry":0}'
-           AS attributes,
-       t // 1000 AS batch_no
-FROM ids
-"""
+HOUR_S = 3600
 
 
-def load(path: Path, spans: int, per_trace: int) -> float:
-    """Write ``spans`` spans into a fresh store file; returns seconds taken."""
+def get(api_url: str, path: str, params: dict[str, str] | None = None) -> tuple[float, bytes]:
+    url = api_url + path + (f"?{urlencode(params)}" if params else "")
     started = time.perf_counter()
-    conn = db.connect(path, memory_limit="2GB")
-    conn.execute(
-        'INSERT INTO resources VALUES (1, \'{"service.name":"checkout-api"}\') '
-        "ON CONFLICT DO NOTHING"
-    )
-    for lo in range(0, spans, CHUNK):
-        conn.execute(
-            _LOAD, {"lo": lo, "hi": min(spans, lo + CHUNK), "per_trace": per_trace, "base": BASE_NS}
-        )
-        print(f"  loaded {min(spans, lo + CHUNK):,} spans", flush=True)
-    summary.fold(conn, summary.last_batch(conn))  # what the writer would have done
-    conn.execute("CHECKPOINT")
-    conn.close()
-    return time.perf_counter() - started
+    with urllib.request.urlopen(url, timeout=60) as response:
+        body = response.read()
+    return time.perf_counter() - started, body
 
 
-def trace_ids(spans: int, per_trace: int, n: int) -> list[str]:
-    import hashlib
-
-    rng = random.Random(7)
-    traces = spans // per_trace
-    return [hashlib.md5(f"trace{rng.randrange(traces)}".encode()).hexdigest() for _ in range(n)]
-
-
-def time_api(api_url: str, ids: list[str], expect: int) -> list[float]:
+def timed(api_url: str, path: str, params: list[dict[str, str]], check: bytes) -> list[float]:
+    """Time one GET per parameter set (after one warm-up call); ``check`` must be in each."""
+    get(api_url, path, params[0])
     times = []
-    for trace_id in ids:
-        started = time.perf_counter()
-        with urllib.request.urlopen(f"{api_url}/api/v1/traces/{trace_id}") as response:
-            body = response.read()
-        times.append(time.perf_counter() - started)
-        assert response.status == 200 and body.count(b'"span_id"') == expect, trace_id
+    for p in params:
+        seconds, body = get(api_url, path, p)
+        assert check in body, (path, p, body[:300])
+        times.append(seconds)
     return times
 
 
-def time_in_process(path: Path, ids: list[str], expect: int) -> list[float]:
-    import duckdb
+def report(what: str, times: list[float], target_ms: float) -> None:
+    mid = median(times) * 1e3
+    verdict = "met" if mid <= target_ms else "NOT met"
+    print(
+        f"{what}: median {mid:.1f} ms, p99 {percentile(times, 0.99) * 1e3:.1f} ms "
+        f"({len(times)} runs; target ≤ {target_ms:.0f} ms: {verdict})",
+        flush=True,
+    )
 
-    conn = duckdb.connect(str(path), read_only=True, config={"memory_limit": db.MEMORY_LIMIT})
+
+def bench(api_url: str, spans: int, runs: int) -> None:
+    traces = spans // data.SPANS_PER_TRACE
+    rng = random.Random(7)
+    end_s = data.END_NS // 10**9
+    ids = [data.trace_id(rng.randrange(traces)) for _ in range(max(runs, 200))]
+    report(
+        "trace by id (GET /api/v1/traces/{id})",
+        _by_id(api_url, ids),
+        20,
+    )
+    hour = {"start": str(end_s - HOUR_S), "end": str(end_s)}
+    route = {"service": "checkout-api", "route": "/api/checkout", "min_duration_ms": "300"}
+    report(
+        "search service + route + min_duration_ms=300, last hour, slowest first",
+        timed(api_url, "/api/v1/traces", [{**route, **hour, "sort": "slowest"}] * runs, b"GET"),
+        50,
+    )
+    day = {"start": str(end_s - 24 * HOUR_S), "end": str(end_s)}
+    last_day = range(traces - traces // 7, traces)  # trace numbers of the last 24 h
+    orders = [{"attr": f"app.order.id={rng.choice(last_day)}", **day} for _ in range(runs)]
+    report(
+        "search attr=app.order.id=<one order>, last 24 h",
+        timed(api_url, "/api/v1/traces", orders, b'"span_count":10'),
+        200,
+    )
+    tenants = [{"attr": f"app.tenant=tenant-{rng.randrange(50)}", **day} for _ in range(runs)]
+    report(
+        "search attr=app.tenant=<1 of 50 tenants>, last 24 h, newest 20",
+        timed(api_url, "/api/v1/traces", tenants, b'"span_count":10'),
+        200,
+    )
+    big = f"/api/v1/traces/{data.BIG_TRACE_ID}"
+    report(
+        f"{data.BIG_TRACE_SPANS:,}-span trace through the API",
+        timed(api_url, big, [{}] * max(5, runs // 5), b'"span_count":10001'),
+        500,
+    )
+    report(f"{data.BIG_TRACE_SPANS:,}-span trace printed by `onepane trace`", _cli(api_url), 1000)
+
+
+def _by_id(api_url: str, ids: list[str]) -> list[float]:
+    get(api_url, f"/api/v1/traces/{ids[0]}")
     times = []
     for trace_id in ids:
+        seconds, body = get(api_url, f"/api/v1/traces/{trace_id}")
+        assert body.count(b'"span_id"') >= data.SPANS_PER_TRACE, trace_id
+        times.append(seconds)
+    return times
+
+
+def _cli(api_url: str, runs: int = 5) -> list[float]:
+    command = [sys.executable, "-m", "onepane", "trace", data.BIG_TRACE_ID[:12]]
+    command += ["--server", api_url, "--width", "120"]
+    times = []
+    for _ in range(runs):
         started = time.perf_counter()
-        trace = get_trace(conn, trace_id)
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         times.append(time.perf_counter() - started)
-        assert trace["span_count"] == expect
-    conn.close()
+        assert "× 3333 SELECT orders" in out, out[:2000]
     return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=10_000_000)
-    parser.add_argument("--spans-per-trace", type=int, default=10)
-    parser.add_argument("--lookups", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=50, help="timed calls per search (50)")
     parser.add_argument(
         "--db",
         type=Path,
         default=Path("bench/out/lookup.duckdb"),
-        help="store file; reused if it already holds --spans spans",
+        help="store file; reused if it already holds --spans spans (+ the big trace)",
     )
     args = parser.parse_args()
     args.db.parent.mkdir(parents=True, exist_ok=True)
-    if not _has(args.db, args.spans):
+    if not _has(args.db, args.spans + data.BIG_TRACE_SPANS):
         args.db.unlink(missing_ok=True)
         Path(f"{args.db}.wal").unlink(missing_ok=True)
-        print(f"loading {args.spans:,} spans into {args.db} ...")
-        print(f"loaded in {load(args.db, args.spans, args.spans_per_trace):.0f} s")
-    ids = trace_ids(args.spans, args.spans_per_trace, args.lookups)
-    in_process = time_in_process(args.db, ids, args.spans_per_trace)
+        print(f"loading {args.spans:,} spans into {args.db} ...", flush=True)
+        print(f"loaded in {data.load(args.db, args.spans):.0f} s", flush=True)
+    print(
+        f"store: {args.spans:,} spans in {args.spans // data.SPANS_PER_TRACE:,} traces over "
+        f"7 days, {args.db.stat().st_size / 2**20:.0f} MiB",
+        flush=True,
+    )
     server = live_server(args.db)
     try:
-        time_api(server.api_url, ids[:10], args.spans_per_trace)  # warm the cache
-        api = time_api(server.api_url, ids, args.spans_per_trace)
+        bench(server.api_url, args.spans, args.runs)
     finally:
         server.stop()
-    print(
-        f"spans stored: {args.spans:,} ({args.spans // args.spans_per_trace:,} traces, "
-        f"{args.db.stat().st_size / 2**20:.0f} MiB file)"
-    )
-    print(
-        f"trace by id over HTTP (GET /api/v1/traces/{{id}}, {args.lookups} lookups): "
-        f"median {median(api) * 1e3:.1f} ms, p99 {percentile(api, 0.99) * 1e3:.1f} ms"
-    )
-    print(
-        f"trace by id in-process (store.traces.get_trace): "
-        f"median {median(in_process) * 1e3:.1f} ms, p99 {percentile(in_process, 0.99) * 1e3:.1f} ms"
-    )
 
 
 def _has(path: Path, spans: int) -> bool:

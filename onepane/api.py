@@ -117,7 +117,7 @@ class ApiHandler(httpbase.Handler):
         text = self.query.get(name)
         if text is None:
             return default
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):  # int() would fail on '²'
             raise BadRequest(f"{name} must be a whole number, got {text[:20]!r}")
         return int(text)
 

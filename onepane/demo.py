@@ -17,7 +17,7 @@ exporters, exactly as a real instrumented service would send it:
   failure), warnings for slow predictions, one line per order and per pipeline step.
 
 It has a recurring incident: for four minutes every hour (the first one a minute after it
-starts) the fraud model answers in ~450 ms instead of ~18 ms, so checkouts get slow and
+starts) the fraud model answers in ~800 ms instead of ~18 ms, so checkouts get slow and
 `onepane traces --service fraud-model --slowest --since 1h` finds where the time went.
 
 Everything random (latencies, failures, features, ids, pod names) comes from one
@@ -70,7 +70,7 @@ _SLOW_FRAUD_RATE = 0.05
 _FRAUD_MODEL_VERSION = "3.2.0"
 _RECSYS_MODEL_VERSION = "2.1.0"
 _SLOW_PREDICTION_NS = 100 * 1_000_000
-_INCIDENT_FRAUD_MS = 450.0  # median fraud-model latency during the recurring incident
+_INCIDENT_FRAUD_MS = 800.0  # median fraud-model latency during the recurring incident
 
 Attrs = dict[str, AttributeValue]
 # A piece of work inside a span: (parent context, start ns) -> (end ns, error message or None)
@@ -500,7 +500,7 @@ class DemoCompany:
         score = min(0.999, self._rng.betavariate(1.3, 14) * (3 if age < 14 else 1))
         duration = self._ms(18, 0.35)
         if self.in_incident(at):
-            duration = self._ms(_INCIDENT_FRAUD_MS, 0.25)
+            duration = self._ms(_INCIDENT_FRAUD_MS, 0.2)
         elif self._rng.random() < _SLOW_FRAUD_RATE:
             duration *= 10
         attrs: Attrs = {

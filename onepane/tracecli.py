@@ -129,7 +129,8 @@ def _match_line(match: dict[str, Any]) -> str:
         return match["trace_id"]
     return (
         f"{match['trace_id']}  {match['root_service']} {match['root_name']}  "
-        f"{match['duration_ms']:.1f} ms  {match['span_count']} spans"
+        f"{match['duration_ms']:.1f} ms  {match['span_count']} span"
+        + ("" if match["span_count"] == 1 else "s")
     )
 
 

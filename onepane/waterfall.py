@@ -116,7 +116,7 @@ def _header(trace: dict[str, Any]) -> list[str]:
 
 
 def _name_width(width: int) -> int:
-    return max(24, min(60, (width - _FIXED) * 2 // 5))
+    return max(24, min(60, (width - _FIXED) // 2))
 
 
 def _column_titles(trace: dict[str, Any], width: int, bar_width: int) -> str:

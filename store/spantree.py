@@ -39,12 +39,24 @@ def _reachable(children: dict[str | None, list[str]], roots: list[str]) -> set[s
 def _cut_cycles(
     spans: Sequence[Mapping[str, Any]], children: dict[str | None, list[str]], reached: set[str]
 ) -> None:
-    """Make the earliest span of each unreachable loop a root, until every span is reached."""
-    for span in sorted(spans, key=lambda s: (s["start_unix_nano"], s["span_id"])):
-        span_id = span["span_id"]
+    """Make the earliest span of each parent loop a root, until every span is reached.
+
+    A span that is not reached hangs below a loop: following its parents finds the loop.
+    """
+    by_id = {span["span_id"]: span for span in spans}
+    order = {span["span_id"]: (span["start_unix_nano"], span["span_id"]) for span in spans}
+    for span_id in sorted(order, key=order.__getitem__):
         if span_id in reached:
             continue
-        siblings = children[span["parent_span_id"]]
-        siblings.remove(span_id)
-        children.setdefault(None, []).append(span_id)
-        reached |= _reachable(children, [span_id])
+        chain: list[str] = []
+        seen: set[str] = set()
+        current = span_id
+        while current not in seen:
+            seen.add(current)
+            chain.append(current)
+            current = by_id[current]["parent_span_id"]
+        loop = chain[chain.index(current) :]
+        cut = min(loop, key=order.__getitem__)
+        children[by_id[cut]["parent_span_id"]].remove(cut)
+        children.setdefault(None, []).append(cut)
+        reached |= _reachable(children, [cut])

@@ -20,6 +20,10 @@ _UNIT_NS = {
 }
 
 
+# The Unix ns times a DuckDB TIMESTAMP_NS holds (1678 to 2262), with a margin.
+_TIME_RANGE = (-9_214_560_000_000_000_000, 9_214_646_400_000_000_000)
+
+
 @dataclass(frozen=True)
 class Window:
     """A half-open time range in Unix nanoseconds; None means unbounded on that side."""
@@ -64,11 +68,20 @@ def window(
     """The window a query asks for; ``since`` counts back from ``end`` (or now)."""
     if since and start:
         raise BadRequest("give either since or start, not both")
-    end_ns = parse_time(end, "end") if end else None
-    start_ns = parse_time(start, "start") if start else None
-    if since:
-        reference = end_ns if end_ns is not None else (now_ns or time.time_ns())
-        start_ns = reference - parse_duration(since, "since")
+    try:
+        end_ns = parse_time(end, "end") if end else None
+        start_ns = parse_time(start, "start") if start else None
+        if since:
+            reference = end_ns if end_ns is not None else (now_ns or time.time_ns())
+            start_ns = reference - parse_duration(since, "since")
+    except OverflowError:  # inf, or 1e400 as Unix seconds
+        start_ns = end_ns = _TIME_RANGE[1] + 1
+    for bound in (start_ns, end_ns):
+        if bound is not None and not _TIME_RANGE[0] <= bound <= _TIME_RANGE[1]:
+            raise BadRequest(
+                "start, end and since must give times between 1678 and 2262 "
+                "(the years nanosecond timestamps hold)"
+            )
     if start_ns is not None and end_ns is not None and start_ns >= end_ns:
         raise BadRequest("start must be before end")
     return Window(start_ns, end_ns)

@@ -284,3 +284,51 @@ def test_demo_metrics_and_logs_land_in_a_live_server(server: LiveServer) -> None
         "load",
         "transform",
     ]
+
+
+def test_hourly_fraud_model_incident_is_what_trace_search_finds(server: LiveServer) -> None:
+    demo = DemoCompany(DemoConfig(endpoint=server.otlp_url, seed=SEED, metrics_interval_s=3600))
+    minute = 60 * 10**9
+    demo.started_ns = time.time_ns() - 80 * minute  # incidents at +1..5 min and +61..65 min
+    try:
+        emitted = {}
+        for i in range(150):  # a checkout every 30 s for 75 minutes
+            at = demo.started_ns + i * minute // 2
+            emitted[demo.emit_checkout(at)] = demo.in_incident(at)
+        demo.force_flush()
+    finally:
+        demo.shutdown()
+    incident = {trace_id for trace_id, slow in emitted.items() if slow}
+    assert len(incident) == 16  # 8 checkouts in each of the two 4-minute spells
+
+    window = f"start={(demo.started_ns - minute) // 10**9}&end={time.time_ns() // 10**9 + 60}"
+    query = f"/api/v1/traces?model=fraud-model&min_duration_ms=400&limit=100&{window}"
+    found = _search_until(server, query, len(incident))
+    found_ids = {t["trace_id"] for t in found}
+    assert incident <= found_ids
+    assert len(found_ids - incident) <= 2  # the model's rare slow predictions outside them
+    tops = [
+        summary["where_the_time_went"]
+        for summary in found
+        if summary["trace_id"] in incident and not summary["error_count"]
+    ]
+    fraud_first = [split for split in tops if split["by_service"][0]["service"] == "fraud-model"]
+    assert len(fraud_first) >= len(tops) - 1  # a slow card charge can outweigh it once
+    for split in fraud_first:
+        assert split["by_role"]["inference"]["share"] > 0.5
+        assert split["headline"].endswith("% in fraud-model inference")
+
+    calm = next(trace_id for trace_id, slow in emitted.items() if not slow)
+    share = server.trace(calm)["where_the_time_went"]["by_role"]["inference"]["share"]
+    assert share < 0.5
+
+
+def _search_until(server: LiveServer, query: str, at_least: int) -> list[dict[str, Any]]:
+    """Search until the summaries (folded about once a second) show ``at_least`` traces."""
+    deadline = time.monotonic() + 15
+    while True:
+        status, body = server.get_json(query)
+        assert status == 200, body
+        if len(body["traces"]) >= at_least or time.monotonic() > deadline:
+            return body["traces"]
+        time.sleep(0.2)
