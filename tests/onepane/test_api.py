@@ -6,6 +6,7 @@ import http.client
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -158,6 +159,20 @@ def test_openapi_document_describes_the_live_api(server) -> None:
     span_schema = trace_schema["properties"]["spans"]["items"]
     for span in got["spans"]:
         assert set(span_schema["properties"]) <= set(span)
+    assert set(lookup["responses"]) >= {"409"}  # an ambiguous id prefix
+
+    # Search: every documented parameter is accepted, and summaries match their schema.
+    search = spec["paths"]["/api/v1/traces"]["get"]
+    documented = {p["name"] for p in search["parameters"]}
+    assert documented >= {"service", "route", "min_duration_ms", "status", "attr", "sort"}
+    summaries = _search_until_found(server, trace_id.hex())
+    summary_schema = search["responses"]["200"]["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator(summary_schema).validate({"traces": summaries})
+    for name in documented - {"attr", "start", "end", "since"}:
+        status, body = server.get_json(f"/api/v1/traces?{name}=x")
+        assert status in (200, 400), (name, body)
+        assert status == 200 or name in body["error"] or "x" in body["error"], (name, body)
+
     parameter_pattern = parameter["schema"]["pattern"]
     jsonschema.validate(trace_id.hex(), {"type": "string", "pattern": parameter_pattern})
 
@@ -214,3 +229,15 @@ def test_serve_fails_with_one_line_on_a_busy_port_or_a_bad_flag(server, tmp_path
     # The server that holds the ports is untouched.
     status, health = server.get_json("/healthz")
     assert (status, health["status"]) == (200, "ok")
+
+
+def _search_until_found(server, trace_id: str) -> list[dict]:
+    """Summaries are folded about once a second after the spans are acknowledged."""
+    deadline = time.monotonic() + 15
+    while True:
+        status, body = server.get_json("/api/v1/traces?limit=5")
+        assert status == 200, body
+        if any(t["trace_id"] == trace_id for t in body["traces"]):
+            return body["traces"]
+        assert time.monotonic() < deadline, body
+        time.sleep(0.1)
