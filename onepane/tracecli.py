@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 from typing import Any
@@ -117,10 +118,8 @@ def _duration_ms(text: str, flag: str) -> float:
     """``500ms``, ``1.5s``, ``2m``; a bare number is milliseconds."""
     from store.window import parse_duration
 
-    try:
+    if re.fullmatch(r"\s*\d+(\.\d+)?\s*", text):
         return float(text)
-    except ValueError:
-        pass
     return parse_duration(text, flag) / 1e6
 
 
