@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from onepane.errors import Overloaded, StoreError, Unavailable
-from store import summary
+from store import gpu, summary
 from store.db import transaction
 
 TABLES = {"traces": "spans", "metrics": "metric_points", "logs": "logs"}
@@ -47,9 +47,11 @@ class CommitStats:
 @dataclass(frozen=True)
 class _Item:
     signal: str
-    rows: pa.Table
-    resources: pa.Table
+    rows: pa.Table | None  # None for an ``apply`` item
+    resources: pa.Table | None
     future: Future
+    size: int  # rows it counts for in the queue
+    apply: Callable[[duckdb.DuckDBPyConnection], None] | None = None
 
 
 class Writer:
@@ -89,8 +91,18 @@ class Writer:
 
         The future resolves to the row count once they are durable.
         """
-        future: Future = Future()
-        rows = table.num_rows
+        return self._enqueue(_Item(signal, table, resources, Future(), table.num_rows))
+
+    def apply(self, write: Callable[[duckdb.DuckDBPyConnection], None], rows: int) -> Future:
+        """Queue ``write(conn)`` to run on the writer thread in a transaction of its own
+        (inventory upserts, GPU samples); ``rows`` is what it counts for in the queue.
+
+        The future resolves to ``rows`` once committed, or to the error that rolled it back.
+        """
+        return self._enqueue(_Item("apply", None, None, Future(), rows, write))
+
+    def _enqueue(self, item: _Item) -> Future:
+        rows = item.size
         with self._cond:
             if self._closing:
                 raise Unavailable("the server is shutting down; retry against the new process")
@@ -99,10 +111,10 @@ class Writer:
                     f"write queue is full ({self._queued_rows} rows waiting); retry later",
                     retry_after=self.retry_after(),
                 )
-            self._queue.append(_Item(signal, table, resources, future))
+            self._queue.append(item)
             self._queued_rows += rows
             self._cond.notify()
-        return future
+        return item.future
 
     def retry_after(self) -> int:
         """Seconds a refused client should wait: time to drain the queue, at least 1."""
@@ -126,12 +138,10 @@ class Writer:
             if not self._queue:
                 return None if self._closing else []
             group, rows = [], 0
-            while self._queue and (
-                not group or rows + self._queue[0].rows.num_rows <= self._max_commit
-            ):
+            while self._queue and (not group or rows + self._queue[0].size <= self._max_commit):
                 item = self._queue.popleft()
                 group.append(item)
-                rows += item.rows.num_rows
+                rows += item.size
             self._queued_rows -= rows
             return group
 
@@ -153,6 +163,14 @@ class Writer:
             print(f"onepane: warning: {exc}; retrying in a second", file=sys.stderr, flush=True)
 
     def _commit_group(self, group: list[_Item]) -> None:
+        appends = [item for item in group if item.apply is None]
+        if appends:
+            self._commit_appends(appends)
+        for item in group:
+            if item.apply is not None:
+                self._commit_apply(item)
+
+    def _commit_appends(self, group: list[_Item]) -> None:
         started = time.perf_counter()
         try:
             self._commit(group)
@@ -164,10 +182,23 @@ class Writer:
         elapsed = time.perf_counter() - started
         self.last_commit_seconds = elapsed
         for item in group:
-            item.future.set_result(item.rows.num_rows)
+            item.future.set_result(item.size)
         if self._on_commit:
-            total = sum(item.rows.num_rows for item in group)
+            total = sum(item.size for item in group)
             self._on_commit(CommitStats(total, len(group), elapsed))
+
+    def _commit_apply(self, item: _Item) -> None:
+        """One ``apply`` item in its own transaction: its failure touches nothing else."""
+        assert item.apply is not None
+        try:
+            with transaction(self._conn):
+                item.apply(self._conn)
+        except duckdb.Error as exc:
+            item.future.set_exception(StoreError(f"could not write to the store: {exc}"))
+        except Exception as exc:  # a bug in ``write``: report it, keep the writer alive
+            item.future.set_exception(exc)
+        else:
+            item.future.set_result(item.size)
 
     def _commit(self, group: list[_Item]) -> None:
         """Append every queued table in one transaction: one insert per signal."""
@@ -181,7 +212,9 @@ class Writer:
             tables["traces"] = spans.append_column(
                 "batch_no", pa.repeat(pa.scalar(batch_no, pa.int64()), spans.num_rows)
             )
-        new_resources = self._unknown(pa.concat_tables([item.resources for item in group]))
+        new_resources = self._unknown(
+            pa.concat_tables([item.resources for item in group if item.resources is not None])
+        )
         conn = self._conn
         conn.register("write_resources", new_resources)
         try:
@@ -191,6 +224,8 @@ class Writer:
                 for signal, table in tables.items():
                     conn.register("write_batch", table)
                     conn.execute(f"INSERT INTO {TABLES[signal]} BY NAME SELECT * FROM write_batch")
+                    if signal == "metrics" and _has_gpu_metrics(table):
+                        gpu.insert_from_metric_points(conn)
                     conn.unregister("write_batch")
         finally:
             conn.unregister("write_resources")
@@ -202,3 +237,9 @@ class Writer:
         """Only the resources this writer has not stored yet."""
         known = pa.array(list(self._known_resources), pa.int64())
         return resources.filter(pc.invert(pc.is_in(resources.column("resource_id"), known)))
+
+
+def _has_gpu_metrics(points: pa.Table) -> bool:
+    """Whether a batch of metric points holds DCGM metrics that gpu_samples keeps."""
+    names = pa.array(gpu.KEPT_METRICS)
+    return pc.any(pc.is_in(points.column("metric_name"), names)).as_py() or False

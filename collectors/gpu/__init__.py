@@ -1,0 +1,1 @@
+"""GPU utilisation: dcgm-exporter scrapes and the NVML sampler."""

@@ -1,0 +1,1 @@
+"""Kubernetes inventory: nodes and pods by list + watch, with their owners."""
