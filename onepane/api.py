@@ -15,7 +15,7 @@ import orjson
 
 from onepane import httpbase, metrics, openapi
 from onepane.errors import Ambiguous, BadRequest, NotFound, OnepaneError
-from store import logs, search, traces
+from store import gpu, inventory, logs, search, traces
 from store import metrics as metric_store
 from store.db import ReadCursors
 from store.window import Window, window
@@ -43,6 +43,7 @@ class ApiContext:
     metrics: metrics.ServerMetrics
     queue_depth: Callable[[], int]
     schema_version: int
+    collectors: Callable[[], dict[str, Any]] = dict
 
 
 class ApiHandler(httpbase.Handler):
@@ -95,6 +96,14 @@ class ApiHandler(httpbase.Handler):
             self._metric(*path.removeprefix("/api/v1/metrics/").rsplit("/", 1))
         elif path == "/api/v1/logs":
             self._read(lambda cursor: {"logs": self._logs(cursor)})
+        elif path == "/api/v1/gpus":
+            self._gpus()
+        elif path == "/api/v1/k8s/pods":
+            self._pods()
+        elif path == "/api/v1/k8s/nodes":
+            self._read(lambda cursor: {"nodes": inventory.nodes(cursor, self._window())})
+        elif path == "/api/v1/collectors":
+            self._json(200, ctx.collectors())
         else:
             raise NotFound(f"no API route {path}; see /api/v1/openapi.json")
 
@@ -187,6 +196,28 @@ class ApiHandler(httpbase.Handler):
             severity=q.get("severity"),
             text=q.get("q"),
             limit=self._int("limit", 100),
+        )
+
+    def _gpus(self) -> None:
+        by = self.query.get("by", "gpu")
+        if by not in ("gpu", "workload"):
+            raise BadRequest(f"by must be gpu or workload, got {by[:20]!r}")
+        key = "gpus" if by == "gpu" else "workloads"
+        self._read(lambda c: {key: gpu.utilization(c, self._window(), by)})
+
+    def _pods(self) -> None:
+        q = self.query
+        self._read(
+            lambda c: {
+                "pods": inventory.pods(
+                    c,
+                    self._window(),
+                    workload=q.get("workload"),
+                    namespace=q.get("namespace"),
+                    node=q.get("node"),
+                    limit=self._int("limit", 1000),
+                )
+            }
         )
 
     def _json(self, status: int, document: Any) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +18,9 @@ from typing import TYPE_CHECKING
 from onepane import __version__, tracecli
 from onepane.errors import ConfigError, OnepaneError
 from store.db import MEMORY_LIMIT
+
+DEMO_DCGM_PORT = 9400  # dcgm-exporter's own default
+DEMO_KUBE_PORT = 9401
 
 if TYPE_CHECKING:  # the heavy modules load only for the commands that use them
     from onepane.demo import DemoCompany
@@ -80,6 +84,18 @@ def _parser() -> argparse.ArgumentParser:
         default="http://127.0.0.1:8320",
         help="API base URL, for the trace links the demo prints",
     )
+    demo.add_argument(
+        "--dcgm-port",
+        type=int,
+        default=DEMO_DCGM_PORT,
+        help=f"port of the demo GPU nodes' dcgm-exporter pages ({DEMO_DCGM_PORT})",
+    )
+    demo.add_argument(
+        "--kube-port",
+        type=int,
+        default=DEMO_KUBE_PORT,
+        help=f"port of the demo cluster's Kubernetes API ({DEMO_KUBE_PORT})",
+    )
     demo.set_defaults(run=_run_demo)
     tracecli.add_commands(commands)
     return parser
@@ -127,6 +143,32 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
         help="DuckDB threads (1: best ingest; more speeds up large analytical reads)",
     )
     parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="settings file (./onepane.yaml when it exists); flags win over it",
+    )
+    parser.add_argument(
+        "--gpu-target",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="dcgm-exporter /metrics to scrape (repeatable; replaces gpu.targets)",
+    )
+    parser.add_argument(
+        "--scrape-interval", default=None, help="how often to scrape GPU targets (15s)"
+    )
+    parser.add_argument(
+        "--kube-api",
+        default=None,
+        metavar="URL|in-cluster|kubeconfig",
+        help="Kubernetes API to list and watch nodes and pods from (off by default)",
+    )
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (~/.kube/config)")
+    parser.add_argument(
+        "--nvml", action="store_true", help="also sample this machine's GPUs with NVML"
+    )
+    parser.add_argument(
         "--checkpoint-wal-mb",
         type=int,
         default=64,
@@ -135,6 +177,7 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace) -> ServeConfig:
+    from onepane.config import collectors_config, read_file
     from onepane.server import ServeConfig
 
     if args.queue_rows < 1:
@@ -157,6 +200,14 @@ def _config(args: argparse.Namespace) -> ServeConfig:
         memory_limit=args.memory_limit,
         db_threads=args.db_threads,
         checkpoint_wal_bytes=args.checkpoint_wal_mb * 1024 * 1024,
+        collectors=collectors_config(
+            read_file(args.config),
+            targets=args.gpu_target,
+            scrape_interval=args.scrape_interval,
+            kube_api=args.kube_api,
+            kubeconfig=args.kubeconfig,
+            nvml=args.nvml,
+        ),
     )
 
 
@@ -191,6 +242,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _run_up(args: argparse.Namespace) -> int:
+    demo_ports = _demo_collectors(args) if args.demo else []
     server = _start_server(args)
     children: list[subprocess.Popen[bytes]] = []
     try:
@@ -208,6 +260,10 @@ def _run_up(args: argparse.Namespace) -> int:
                         server.api_url,
                         "--rate",
                         str(args.demo_rate),
+                        "--dcgm-port",
+                        str(demo_ports[0]),
+                        "--kube-port",
+                        str(demo_ports[1]),
                     ]
                 )
             )
@@ -220,28 +276,70 @@ def _run_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _free_ports(host: str, count: int) -> list[int]:
+    """``count`` distinct ports nothing listens on right now."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind((host, 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+def _demo_collectors(args: argparse.Namespace) -> list[int]:
+    """Ports for the demo's dcgm pages and Kubernetes API; point the server at them unless
+    the command line already names GPU targets or a Kubernetes API."""
+    from onepane.demo_cluster import GPU_NODES
+
+    ports = _free_ports("127.0.0.1", 2)
+    base = f"http://127.0.0.1:{ports[0]}"
+    if not args.gpu_target:
+        args.gpu_target = [f"{base}/{node}/metrics" for node in GPU_NODES]
+    if not args.kube_api:
+        args.kube_api = f"http://127.0.0.1:{ports[1]}"
+    return ports
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from onepane.demo import DemoCompany, DemoConfig
+    from onepane.demo_cluster import DemoCluster
 
-    company = DemoCompany(
-        DemoConfig(
-            endpoint=args.endpoint.rstrip("/"),
-            rate=args.rate,
-            seed=args.seed,
-            day_seconds=args.day_seconds,
-        )
+    config = DemoConfig(
+        endpoint=args.endpoint.rstrip("/"),
+        rate=args.rate,
+        seed=args.seed,
+        day_seconds=args.day_seconds,
     )
+    company = DemoCompany(config)
     stop = threading.Event()
     if args.duration is not None:
         threading.Timer(args.duration, stop.set).start()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    print(f"onepane: demo company sending to {args.endpoint}", file=sys.stderr, flush=True)
+    cluster = DemoCluster(company, config, seed=args.seed)
+    try:
+        cluster.serve(kube_port=args.kube_port, dcgm_port=args.dcgm_port)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve the demo cluster on ports {args.kube_port} and {args.dcgm_port}: "
+            f"{exc.strerror or exc}; choose others with --kube-port / --dcgm-port"
+        ) from exc
+    print(
+        f"onepane: demo company sending to {args.endpoint}; its Kubernetes API is "
+        f"{cluster.sim.server.url if cluster.sim.server else '?'} and its GPU nodes serve "
+        f"{' '.join(cluster.dcgm_targets)}",
+        file=sys.stderr,
+        flush=True,
+    )
     threading.Thread(target=_announce, args=(company, args.api, stop), daemon=True).start()
+    threading.Thread(target=cluster.run, args=(stop,), daemon=True).start()
     try:
         company.run(stop)
     finally:
         company.shutdown()
+        cluster.close()
     return 0
 
 

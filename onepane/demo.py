@@ -30,6 +30,7 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -119,6 +120,7 @@ _SERVICES = (
 )
 _PIPELINE = _Service("nightly-etl", "0.9.4", "data", "data", "node-3")
 _NAMESPACES = {svc.name: svc.namespace for svc in _SERVICES}
+SERVICES, PIPELINE = _SERVICES, _PIPELINE  # the demo cluster (demo_cluster.py) runs these
 
 
 class QueryCanceledError(Exception):
@@ -276,6 +278,8 @@ class DemoCompany:
             self._add_service(svc)
         self._pipeline: _Telemetry | None = None
         self.last_traces: dict[str, str] = {}  # flow (checkout, ...) -> latest trace id
+        # Every pipeline run so far as (job, pod, start ns, end ns), for the demo cluster.
+        self.pipeline_runs: deque[tuple[str, str, int, int]] = deque(maxlen=20)
 
     @property
     def pods(self) -> dict[str, str]:
@@ -299,6 +303,7 @@ class DemoCompany:
         pod = f"{job}-{self._random_chars(5)}"
         if self._pipeline is not None:
             self._pipeline.shutdown()
+        self._pipeline_pod = (job, pod)
         resource = _resource(_PIPELINE, pod, workload)
         self._pipeline = _Telemetry(self._config, resource, self._ids, _PIPELINE, metrics=False)
         return self._pipeline
@@ -613,6 +618,7 @@ class DemoCompany:
             for step, duration in steps:
                 at = self._pipeline_step(run, root, step, at, duration, base)
             root.end(end_time=end)
+            self.pipeline_runs.append((*self._pipeline_pod, start, end))
             return format_trace_id(root.get_span_context().trace_id)
 
     def _pipeline_step(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -80,3 +82,50 @@ class ServerMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class CollectorStatus:
+    """Prometheus view of the GPU scrape targets and the Kubernetes sync, read on scrape."""
+
+    def __init__(
+        self,
+        gpu_targets: Callable[[], list[dict[str, Any]]],
+        kubernetes: Callable[[], dict[str, dict[str, Any]]],
+    ) -> None:
+        self._gpu_targets = gpu_targets
+        self._kubernetes = kubernetes
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "onepane_gpu_target_up",
+            "1 if the last scrape of a dcgm target worked.",
+            labels=["target"],
+        )
+        gpus = GaugeMetricFamily(
+            "onepane_gpu_target_gpus", "GPUs in a target's last good scrape.", labels=["target"]
+        )
+        blanks = CounterMetricFamily(
+            "onepane_gpu_blank_values",
+            "DCGM blank sentinel values read as missing data.",
+            labels=["target"],
+        )
+        for status in self._gpu_targets():
+            up.add_metric([status["target"]], 1.0 if status["up"] else 0.0)
+            gpus.add_metric([status["target"]], status["gpus"])
+            blanks.add_metric([status["target"]], status["blank_values"])
+        synced = GaugeMetricFamily(
+            "onepane_k8s_synced", "1 once a resource has been listed.", labels=["resource"]
+        )
+        relists = CounterMetricFamily(
+            "onepane_k8s_relists_after_gone",
+            "Fresh lists after a watch answered 410 Gone.",
+            labels=["resource"],
+        )
+        events = CounterMetricFamily(
+            "onepane_k8s_watch_events", "Watch events applied.", labels=["resource"]
+        )
+        for kind, state in self._kubernetes().items():
+            synced.add_metric([kind], 1.0 if state["synced"] else 0.0)
+            relists.add_metric([kind], state["relists_after_410"])
+            events.add_metric([kind], state["events"])
+        yield from (up, gpus, blanks, synced, relists, events)

@@ -282,6 +282,51 @@ _METRIC_PATHS = {
     ),
 }
 
+_GPU_PATHS = {
+    "/api/v1/gpus": _get(
+        "GPU utilisation over the window: per GPU (or MIG instance) with the workloads that "
+        "held it, or per workload; utilisation is 0-1, from GR_ENGINE_ACTIVE when present",
+        [
+            *_WINDOW,
+            _query(
+                "by",
+                "gpu (default) or workload",
+                {"type": "string", "enum": ["gpu", "workload"]},
+            ),
+        ],
+        {
+            "type": "object",
+            "properties": {
+                "gpus": {"type": "array", "items": {"type": "object"}},
+                "workloads": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+    ),
+    "/api/v1/k8s/pods": _get(
+        "Pods alive during the window: node, lifetime, owner workload, requests and limits, "
+        "physical GPUs (a time-sliced share counts 1/replicas)",
+        [
+            *_WINDOW,
+            _query("workload", "namespace/name"),
+            _query("namespace", "only this namespace"),
+            _query("node", "only pods on this node"),
+            _query("limit", "at most this many pods (default 1000)", {"type": "integer"}),
+        ],
+        _list_of("pods", {"type": "object"}),
+    ),
+    "/api/v1/k8s/nodes": _get(
+        "Nodes that existed during the window: instance type, capacity type, GPU product "
+        "and replicas, capacity and allocatable",
+        _WINDOW,
+        _list_of("nodes", {"type": "object"}),
+    ),
+    "/api/v1/collectors": _get(
+        "State of the dcgm scrape targets, the Kubernetes list/watch and the NVML sampler",
+        [],
+        {"type": "object"},
+    ),
+}
+
 
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document served at /api/v1/openapi.json."""
@@ -324,6 +369,7 @@ def document() -> dict[str, Any]:
                 }
             },
             **_METRIC_PATHS,
+            **_GPU_PATHS,
             "/healthz": {
                 "get": {
                     "summary": "Liveness and write-queue state",

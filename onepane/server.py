@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import pyarrow as pa
+
+from collectors.gpu.nvml import NvmlSampler
+from collectors.gpu.scraper import Scraper
+from collectors.k8s.inventory import Inventory
 from collectors.otlp.decoders import DecoderPool
 from collectors.otlp.grpc_receiver import OTLPGrpcServer
 from collectors.otlp.http import OTLPHttpServer
 from collectors.otlp.ingest import Ingest
 from onepane.api import ApiContext, ApiServer
+from onepane.config import CollectorsConfig
 from onepane.errors import ConfigError
 from onepane.httpbase import Server
-from onepane.metrics import ServerMetrics
-from store import db
+from onepane.metrics import CollectorStatus, ServerMetrics
+from store import db, gpu
 from store.checkpointer import Checkpointer
 from store.db import CHECKPOINT_WAL_BYTES, INGEST_THREADS, MEMORY_LIMIT
 from store.writer import CommitStats, Writer
@@ -40,6 +47,7 @@ class ServeConfig:
     memory_limit: str = MEMORY_LIMIT
     db_threads: int = INGEST_THREADS
     checkpoint_wal_bytes: int = CHECKPOINT_WAL_BYTES
+    collectors: CollectorsConfig = field(default_factory=CollectorsConfig)
 
 
 class OnepaneServer:
@@ -64,6 +72,11 @@ class OnepaneServer:
         )
         self.decoders = DecoderPool(config.decoders)
         self.readers = db.ReadCursors(self.conn)
+        try:
+            self._collectors(config.collectors)
+        except BaseException:
+            self.close_store()
+            raise
         ingest = Ingest(
             self.decoders, self.writer, self.metrics, max_in_flight=config.max_in_flight
         )
@@ -74,9 +87,51 @@ class OnepaneServer:
             "OTLP/gRPC", config.otlp_grpc_port, lambda address: OTLPGrpcServer(address, ingest)
         )
         context = ApiContext(
-            self.readers, self.metrics, lambda: self.writer.queued_rows, self.schema_version
+            self.readers,
+            self.metrics,
+            lambda: self.writer.queued_rows,
+            self.schema_version,
+            self.collector_status,
         )
         self.api = self._bind("API", config.api_port, lambda address: ApiServer(address, context))
+
+    def _collectors(self, config: CollectorsConfig) -> None:
+        """The GPU scraper, the NVML sampler and the Kubernetes inventory, as configured."""
+        self.scraper = Scraper(config.scrape, self._store_gpu_points)
+        self.inventory = (
+            Inventory(config.kube, self.writer.apply) if config.kube.source != "off" else None
+        )
+        self.nvml = None
+        if config.nvml_interval_s is not None:
+            self.nvml = NvmlSampler(config.nvml_interval_s, self._store_gpu_points, self._pod)
+        self.metrics.registry.register(
+            CollectorStatus(
+                self.scraper.status,
+                lambda: self.inventory.status() if self.inventory else {},
+            )
+        )
+
+    def _store_gpu_points(self, points: pa.Table) -> Future:
+        return self.writer.apply(lambda conn: gpu.insert_points(conn, points), points.num_rows)
+
+    def _pod(self, uid: str) -> tuple[str, str] | None:
+        cursor = self.readers.cursor()
+        try:
+            row = cursor.execute(
+                "SELECT namespace, name FROM k8s_pods WHERE uid = $uid", {"uid": uid}
+            ).fetchone()
+        finally:
+            cursor.close()
+        return (row[0], row[1]) if row else None
+
+    def collector_status(self) -> dict[str, object]:
+        return {
+            "gpu_targets": self.scraper.status(),
+            "kubernetes": self.inventory.status() if self.inventory else None,
+            "nvml": None
+            if self.nvml is None
+            else {"samples": self.nvml.samples, "last_error": self.nvml.last_error},
+        }
 
     def _bind(self, what: str, port: int, make: Callable[[tuple[str, int]], _S]) -> _S:
         try:
@@ -112,6 +167,7 @@ class OnepaneServer:
             self.checkpointer.start()
             self.decoders.warm_up()
         except BaseException:
+            self._stop_collectors()
             self.writer.close()
             self.checkpointer.close()
             self.decoders.shutdown()
@@ -121,6 +177,10 @@ class OnepaneServer:
         self.otlp_http.serve_in_thread("onepane-otlp-http")
         self.otlp_grpc.start()
         self.api.serve_in_thread("onepane-api")
+        self.scraper.start()
+        for collector in (self.inventory, self.nvml):
+            if collector is not None:
+                collector.start()
         threading.Thread(target=self.readers.warm_up, name="onepane-warm-up", daemon=True).start()
 
     def _close_listeners(self) -> None:
@@ -138,12 +198,21 @@ class OnepaneServer:
         self.otlp_http.shutdown()
         self.otlp_http.server_close()
         self.otlp_grpc.stop()
+        self._stop_collectors()
         self.writer.close()
         self.checkpointer.close()
         self.api.shutdown()
         self.api.server_close()
         self.decoders.shutdown()
         self.close_store()
+
+    def _stop_collectors(self) -> None:
+        """Stop scraping and watching; what they already handed the writer is committed."""
+        self.scraper.stop()
+        if self.inventory is not None:
+            self.inventory.stop()
+        if self.nvml is not None:
+            self.nvml.stop()
 
     def close_store(self) -> None:
         self.conn.close()
