@@ -140,10 +140,11 @@ class DemoCluster:
 
     # -- what changes with the day ---------------------------------------------------
 
-    def tick(self, now_ns: int | None = None) -> None:
-        """Move GPUs and jobs to where the simulated clock is now."""
+    def tick(self, now_ns: int | None = None, elapsed_s: float | None = None) -> None:
+        """Move GPUs and jobs to where the simulated clock is now (or ``elapsed_s`` into
+        the company's life, at wall time ``now_ns``)."""
         now_ns = now_ns or time.time_ns()
-        elapsed = time.monotonic() - self._started
+        elapsed = time.monotonic() - self._started if elapsed_s is None else elapsed_s
         busy = traffic_rate(self._config, elapsed) / self._config.rate  # 0.2 .. 1.0
         recsys = self.gpus["gpu-node-1"]
         recsys.util = max(2.0, min(100.0, 8 + 85 * (busy - 0.2) / 0.8 + self._rng.gauss(0, 3)))
