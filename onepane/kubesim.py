@@ -39,6 +39,7 @@ _LIST_PATHS = {path: kind for kind, (path, _, _) in RESOURCES.items()}
 _GET_PATH = re.compile(
     r"^/apis/(?:apps|batch)/v1/namespaces/(?P<ns>[^/]+)/(?P<kind>replicasets|jobs)/(?P<name>[^/]+)$"
 )
+_GROUPS = {"nodes": "", "pods": "", "replicasets": "apps", "jobs": "batch"}
 _OBJECT_KIND = {"nodes": "Node", "pods": "Pod", "replicasets": "ReplicaSet", "jobs": "Job"}
 
 
@@ -65,6 +66,8 @@ class KubeSim:
         self.watch_requests = 0
         self.list_requests: dict[str, int] = {k: 0 for k in RESOURCES}
         self.get_requests = 0
+        # (API group, resource, verb) of every request, to check RBAC rules against
+        self.access: set[tuple[str, str, str]] = set()
         self.server: KubeSimServer | None = None
 
     # -- changing the cluster ----------------------------------------------------------
@@ -169,11 +172,16 @@ class _Handler(httpbase.Handler):
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         kind = _LIST_PATHS.get(parts.path)
+        match = _GET_PATH.match(parts.path)
+        resource = kind or (match["kind"] if match else None)
+        if resource is not None:
+            verb = "get" if match else "watch" if query.get("watch") in ("true", "1") else "list"
+            sim.access.add((_GROUPS[resource], resource, verb))
         if kind is not None and query.get("watch") in ("true", "1"):
             self._watch(sim, kind, query)
         elif kind is not None:
             self._send(200, sim.list_document(kind))
-        elif match := _GET_PATH.match(parts.path):
+        elif match:
             sim.get_requests += 1
             obj = sim.get(match["kind"], match["ns"], match["name"])
             if obj is None:

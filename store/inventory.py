@@ -122,7 +122,7 @@ def upsert(
     """
     conn.register("inventory_batch", rows)
     try:
-        new_pods = conn.execute(_NEW_PODS).fetch_arrow_table() if kind == "pods" else None
+        new_pods = conn.execute(_NEW_PODS).to_arrow_table() if kind == "pods" else None
         if rows.num_rows:
             conn.execute(_upsert_sql(kind))
         if listed_ns is not None:
