@@ -46,13 +46,14 @@ class LiveServer:
         ]
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
         self.output: list[str] = []
-        line = self.proc.stderr.readline()
-        self.output.append(line)
-        match = _READY.search(line)
-        if not match:
-            self.proc.kill()
-            rest = self.proc.stderr.read()
-            raise RuntimeError(f"onepane serve did not start: {line}{rest}")
+        match = None
+        while match is None:  # collectors may warn (a target not up yet) before the banner
+            line = self.proc.stderr.readline()
+            self.output.append(line)
+            match = _READY.search(line)
+            if not line:
+                self.proc.kill()
+                raise RuntimeError(f"onepane serve did not start: {''.join(self.output)}")
         self.otlp_url, self.grpc_address, self.api_url = match.groups()
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
