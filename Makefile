@@ -30,6 +30,7 @@ lint: install
 bench: install
 	$(PY) bench/ingest.py
 	$(PY) bench/lookup.py
+	$(PY) bench/collectors.py
 
 lock:
 	$(UV) pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
