@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -242,38 +244,54 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _run_up(args: argparse.Namespace) -> int:
-    demo_ports = _demo_collectors(args) if args.demo else []
-    server = _start_server(args)
     children: list[subprocess.Popen[bytes]] = []
+    server = None
     try:
-        if args.demo:
-            children.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "onepane",
-                        "demo",
-                        "--endpoint",
-                        server.otlp_http_url,
-                        "--api",
-                        server.api_url,
-                        "--rate",
-                        str(args.demo_rate),
-                        "--dcgm-port",
-                        str(demo_ports[0]),
-                        "--kube-port",
-                        str(demo_ports[1]),
-                    ]
-                )
-            )
+        if args.demo:  # first, so its cluster answers when the server's collectors start
+            children.append(_start_demo(args))
+        server = _start_server(args)
         _until_stopped(threading.Event())
     finally:
-        for child in children:
+        if server is not None:  # the demo cluster is about to vanish: stop watching it
+            server.stop_collectors()
+        for child in children:  # the demo flushes what it has to the still-running server
             child.terminate()
             child.wait(15)
-        server.stop()
+        if server is not None:
+            server.stop()
     return 0
+
+
+def _start_demo(args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    """`onepane demo` in a child process, sending to the server this command starts."""
+    dcgm_port, kube_port = _demo_collectors(args)
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "onepane",
+            "demo",
+            "--endpoint",
+            f"http://{host}:{args.otlp_http_port}",
+            "--api",
+            f"http://{host}:{args.api_port}",
+            "--rate",
+            str(args.demo_rate),
+            "--dcgm-port",
+            str(dcgm_port),
+            "--kube-port",
+            str(kube_port),
+        ],
+        start_new_session=True,  # Ctrl-C stops the server first, then this (see _run_up)
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and child.poll() is None:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", kube_port)) == 0:
+                break
+        time.sleep(0.1)
+    return child
 
 
 def _free_ports(host: str, count: int) -> list[int]:
@@ -333,14 +351,28 @@ def _run_demo(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    threading.Thread(target=_announce, args=(company, args.api, stop), daemon=True).start()
     threading.Thread(target=cluster.run, args=(stop,), daemon=True).start()
+    _wait_for_endpoint(args.endpoint, stop)
+    threading.Thread(target=_announce, args=(company, args.api, stop), daemon=True).start()
     try:
         company.run(stop)
     finally:
         company.shutdown()
         cluster.close()
     return 0
+
+
+def _wait_for_endpoint(endpoint: str, stop: threading.Event, seconds: float = 30.0) -> None:
+    """Give a server that is still starting (`onepane up --demo`) time to listen, so the
+    first exports do not fail; after ``seconds`` the exporters' own retries take over."""
+    parts = urllib.parse.urlsplit(endpoint)
+    address = (parts.hostname or "127.0.0.1", parts.port or 4318)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not stop.is_set():
+        with socket.socket() as probe:
+            if probe.connect_ex(address) == 0:
+                return
+        stop.wait(0.2)
 
 
 def _announce(company: DemoCompany, api: str, stop: threading.Event) -> None:

@@ -102,6 +102,7 @@ class OnepaneServer:
             Inventory(config.kube, self.writer.apply) if config.kube.source != "off" else None
         )
         self.nvml = None
+        self._collectors_stopped = False
         if config.nvml_interval_s is not None:
             self.nvml = NvmlSampler(config.nvml_interval_s, self._store_gpu_points, self._pod)
         self.metrics.registry.register(
@@ -167,7 +168,7 @@ class OnepaneServer:
             self.checkpointer.start()
             self.decoders.warm_up()
         except BaseException:
-            self._stop_collectors()
+            self.stop_collectors()
             self.writer.close()
             self.checkpointer.close()
             self.decoders.shutdown()
@@ -198,7 +199,7 @@ class OnepaneServer:
         self.otlp_http.shutdown()
         self.otlp_http.server_close()
         self.otlp_grpc.stop()
-        self._stop_collectors()
+        self.stop_collectors()
         self.writer.close()
         self.checkpointer.close()
         self.api.shutdown()
@@ -206,8 +207,11 @@ class OnepaneServer:
         self.decoders.shutdown()
         self.close_store()
 
-    def _stop_collectors(self) -> None:
+    def stop_collectors(self) -> None:
         """Stop scraping and watching; what they already handed the writer is committed."""
+        if self._collectors_stopped:
+            return
+        self._collectors_stopped = True
         self.scraper.stop()
         if self.inventory is not None:
             self.inventory.stop()

@@ -105,10 +105,12 @@ def _json_label(*keys: str) -> str:
     return f"coalesce({', '.join(parts)})"
 
 
+# OpenTelemetry SDKs lower-case instrument names (dcgm_fi_dev_gpu_util), a Collector
+# relaying dcgm-exporter keeps them as they are: names match in any case.
 # Prometheus renames a scraped label that clashes with a target label to exported_<name>;
 # then the exported_ one is the workload's pod, the plain one the exporter's own.
 _OTLP_POINTS = f"""
-SELECT time, 'otlp' AS source, service_name AS target, metric_name AS metric, value,
+SELECT time, 'otlp' AS source, service_name AS target, upper(metric_name) AS metric, value,
     {_json_label("Hostname", "hostname", "host.name")} AS hostname,
     TRY_CAST({_json_label("gpu")} AS INTEGER) AS gpu,
     {_json_label("UUID", "uuid")} AS uuid,
@@ -119,7 +121,7 @@ SELECT time, 'otlp' AS source, service_name AS target, metric_name AS metric, va
     {_json_label("exported_pod", "pod", "k8s.pod.name")} AS pod,
     {_json_label("exported_container", "container", "k8s.container.name")} AS container
 FROM write_batch
-WHERE metric_name IN {KEPT_METRICS!r} AND metric_type = 'gauge'
+WHERE upper(metric_name) IN {KEPT_METRICS!r} AND metric_type = 'gauge'
 """
 
 

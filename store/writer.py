@@ -242,4 +242,5 @@ class Writer:
 def _has_gpu_metrics(points: pa.Table) -> bool:
     """Whether a batch of metric points holds DCGM metrics that gpu_samples keeps."""
     names = pa.array(gpu.KEPT_METRICS)
-    return pc.any(pc.is_in(points.column("metric_name"), names)).as_py() or False
+    upper = pc.utf8_upper(points.column("metric_name"))  # SDKs lower-case instrument names
+    return pc.any(pc.is_in(upper, names)).as_py() or False

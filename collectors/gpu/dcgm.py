@@ -83,7 +83,13 @@ def parse(text: str, target: str, scraped_ns: int, source: str = "dcgm") -> Pars
             value: float | None = sample.value
             if is_blank(sample.value):
                 value, blanks = None, blanks + 1
-            at = scraped_ns if sample.timestamp is None else int(sample.timestamp * 1e9)
+            # The text format's timestamps are whole milliseconds; the parser hands them
+            # over as float seconds, so go back through milliseconds for exact ns.
+            at = (
+                scraped_ns
+                if sample.timestamp is None
+                else round(sample.timestamp * 1000) * 1_000_000
+            )
             row = point_row(sample.labels, sample.name, value)
             gpus.add(row[2:8])
             rows.append((at, source, target, *row))

@@ -42,7 +42,9 @@ def load_nvml() -> ModuleType:
     try:
         import pynvml
     except ImportError as exc:
-        raise ConfigError("NVML sampling needs nvidia-ml-py: pip install 'onepane[nvml]'") from exc
+        raise ConfigError(
+            "NVML sampling needs nvidia-ml-py: pip install 'onepane[nvml]' (or nvidia-ml-py)"
+        ) from exc
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError as exc:

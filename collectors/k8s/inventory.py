@@ -14,6 +14,8 @@ without ``imageID`` while an image pulls) and cost ~0.7 ms per pod to build.
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 import threading
 import time
@@ -21,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -62,6 +65,7 @@ def api_client(config: KubeConfig) -> client.ApiClient:
         elif config.source == "in-cluster":
             kube_config.load_incluster_config(client_configuration=configuration)
         else:
+            _check_kubeconfig(config.kubeconfig or kube_config.KUBE_CONFIG_DEFAULT_LOCATION)
             kube_config.load_kube_config(
                 config_file=config.kubeconfig,
                 context=config.context,
@@ -69,10 +73,21 @@ def api_client(config: KubeConfig) -> client.ApiClient:
             )
     except (kube_config.ConfigException, OSError) as exc:
         raise ConfigError(
-            f"cannot set up the Kubernetes client ({config.source}): {exc}. "
+            f"cannot set up the Kubernetes client ({config.source}): {str(exc).rstrip('.')}. "
             "Give --kube-api URL, --kubeconfig PATH, or run in a pod with a service account."
         ) from exc
     return client.ApiClient(configuration)
+
+
+def _check_kubeconfig(paths: str) -> None:
+    """A kubeconfig that is not there is named as such: the client would only say that no
+    configuration was found."""
+    given = [p for p in paths.split(os.pathsep) if p]
+    if not any(Path(p).expanduser().is_file() for p in given):
+        raise ConfigError(
+            f"kubeconfig {paths} does not exist. "
+            "Give --kubeconfig PATH, --kube-api URL, or run in a pod with a service account."
+        )
 
 
 class OwnerIndex:
@@ -137,6 +152,13 @@ class OwnerIndex:
             return self._remember(kind, orjson.loads(response.data))
         except (ApiException, OSError, ValueError):
             return objects.guess_owner(kind, name, labels)
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason: urllib3 wraps "[Errno 111] Connection refused" three levels deep."""
+    text = str(exc)
+    errno = re.search(r"\[Errno -?\d+\] [^\"')]+", text)
+    return errno.group(0) if errno else f"{type(exc).__name__}: {text}"[:300]
 
 
 def list_all(
@@ -233,11 +255,13 @@ class Inventory:
         state = self.state[kind]
         failures = 0
         while not self._stop.is_set():
+            seen = (state.lists, state.events)
             try:
                 if state.resource_version is None:
                     self._list(kind)
-                self._watch(kind)
+                self._watch(kind)  # returns when the server ends the watch (its timeout)
                 failures = 0
+                continue
             except ApiException as exc:
                 if exc.status == 410:
                     state.relists_after_410 += 1
@@ -247,9 +271,13 @@ class Inventory:
                 failures += 1
                 state.last_error = f"HTTP {exc.status} {exc.reason}".strip()
             except Exception as exc:
+                if self._stop.is_set():  # stop() cut the stream on purpose
+                    return
                 # urllib3 raises ProtocolError / ReadTimeoutError on a dropped stream
                 failures += 1
-                state.last_error = f"{type(exc).__name__}: {exc}"
+                state.last_error = _reason(exc)
+            if (state.lists, state.events) != seen:  # it worked for a while: back off afresh
+                failures = 1
             if failures == 1:
                 self.log(
                     f"warning: Kubernetes {kind} sync failed ({state.last_error}); "
@@ -293,6 +321,7 @@ class Inventory:
                 state.events += 1
             if rv:
                 state.resource_version = rv
+                state.last_error = None
             if self._stop.is_set():
                 w.stop()
 

@@ -51,6 +51,7 @@ class DecoderPool:
     def __init__(self, workers: int | None = None) -> None:
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         self._lock = threading.Lock()
+        self._closed = False
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor | None:
@@ -80,6 +81,10 @@ class DecoderPool:
         except BrokenProcessPool:
             self._replace(pool)
             raise Unavailable("a decoder process died; retry the export") from None
+        except RuntimeError:  # a keep-alive connection still sending while the server stops
+            if not self._closed:
+                raise
+            raise Unavailable("the server is shutting down; retry the export") from None
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         """Start a fresh pool once for every request that found this one broken."""
@@ -89,5 +94,6 @@ class DecoderPool:
                 self._pool = self._new_pool()
 
     def shutdown(self) -> None:
+        self._closed = True
         if self._pool:
             self._pool.shutdown(cancel_futures=True)
