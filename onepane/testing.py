@@ -94,3 +94,25 @@ class LiveServer:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait(30)
+
+
+def run_onepane(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`python -m onepane ARGS` to completion, output captured (for exit codes and messages)."""
+    return subprocess.run(
+        [sys.executable, "-m", "onepane", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def serve_once(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`onepane serve` on free ports with ``args``: for flags that must stop it at once."""
+    return run_onepane(
+        "serve", "--db", str(db), "--otlp-http-port", "0", "--otlp-grpc-port", "0",
+        "--api-port", "0", *args,
+    )  # fmt: skip

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from onepane import kubesim
 from onepane.testing import LiveServer
 
 
@@ -30,3 +31,12 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
 def server(start_server: Callable[..., LiveServer]) -> LiveServer:
     """A fresh live server with default settings (one decoder process)."""
     return start_server()
+
+
+@pytest.fixture
+def kube_sim() -> Iterator[kubesim.KubeSim]:
+    """An in-memory Kubernetes API served on loopback (``kube_sim.server.url``)."""
+    sim = kubesim.KubeSim()
+    sim.serve()
+    yield sim
+    sim.close()

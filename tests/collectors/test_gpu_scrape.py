@@ -8,8 +8,6 @@ The exporters are ``onepane.dcgmsim.DcgmServer`` pages on loopback; the Kubernet
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -21,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from onepane import dcgmsim, kubesim
 from onepane.dcgmsim import DcgmServer, SimGpu
-from onepane.testing import LiveServer
+from onepane.testing import LiveServer, serve_once
 
 T = TypeVar("T")
 S = 1_000_000_000
@@ -103,14 +101,6 @@ def exporters() -> Iterator[Callable[..., DcgmServer]]:
     for server in started:
         server.shutdown()
         server.server_close()
-
-
-@pytest.fixture
-def cluster() -> Iterator[kubesim.KubeSim]:
-    sim = kubesim.KubeSim()
-    sim.serve()
-    yield sim
-    sim.close()
 
 
 def deploy(sim: kubesim.KubeSim, namespace: str, name: str, pod_name: str, node: str) -> None:
@@ -341,17 +331,17 @@ def test_a_target_that_is_not_an_exporter_is_down_with_the_reason(
 def test_gpu_workloads_come_from_the_inventory_and_are_backfilled_for_late_pods(
     start_server: Callable[..., LiveServer],
     exporters: Callable[..., DcgmServer],
-    cluster: kubesim.KubeSim,
+    kube_sim: kubesim.KubeSim,
 ) -> None:
-    cluster.put("nodes", kubesim.node("gpu-node-1", time.time_ns() - 86_400 * S, gpus=2))
-    deploy(cluster, "ml", "recsys", "recsys-7d9f8c6b5-q2w3e", "gpu-node-1")
+    kube_sim.put("nodes", kubesim.node("gpu-node-1", time.time_ns() - 86_400 * S, gpus=2))
+    deploy(kube_sim, "ml", "recsys", "recsys-7d9f8c6b5-q2w3e", "gpu-node-1")
     served: list[SimGpu] = []  # no GPUs on the page until the inventory is in
     exporter = exporters({"/metrics": lambda: dcgmsim.render(served)})
     server = start_server(
         "--gpu-target",
         exporter.url("/metrics"),
         "--kube-api",
-        cluster.server.url,
+        kube_sim.server.url,
         "--scrape-interval",
         "1s",
     )
@@ -396,7 +386,7 @@ def test_gpu_workloads_come_from_the_inventory_and_are_backfilled_for_late_pods(
 
     # The embedder pod (started minutes ago) reaches the inventory only now: the samples
     # already stored for it get its workload.
-    deploy(cluster, "search", "embedder", "embedder-5c4b-z9x8c", "gpu-node-1")
+    deploy(kube_sim, "search", "embedder", "embedder-5c4b-z9x8c", "gpu-node-1")
     backfilled = poll(
         lambda: (r := gpu_rows(server)["gpu-node-1", 1, None])["workloads"] and r,
         "the late pod's workload on its GPU",
@@ -427,28 +417,7 @@ def test_a_bad_scrape_interval_exits_2_with_a_message(
     tmp_path: Path, interval: str, message: str
 ) -> None:
     db = tmp_path / "onepane.duckdb"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "onepane",
-            "serve",
-            "--db",
-            str(db),
-            "--gpu-target",
-            "127.0.0.1:9400",
-            f"--scrape-interval={interval}",
-            "--otlp-http-port",
-            "0",
-            "--otlp-grpc-port",
-            "0",
-            "--api-port",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = serve_once(db, "--gpu-target", "127.0.0.1:9400", f"--scrape-interval={interval}")
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("onepane: error: ") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1  # one line, no traceback

@@ -9,8 +9,6 @@ only where the NVIDIA driver and nvidia-ml-py are present, and skips saying why 
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -19,6 +17,7 @@ import pytest
 
 from collectors.gpu.nvml import load_nvml, pod_uid_of, sample
 from onepane.errors import ConfigError
+from onepane.testing import serve_once
 from store.gpu import FB_FREE, FB_USED, GPU_UTIL, POWER
 
 UID = "1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901"
@@ -163,11 +162,7 @@ def test_serve_with_nvml_on_a_machine_without_it_exits_2_and_says_why(tmp_path: 
     else:
         module.nvmlShutdown()
         pytest.skip("this machine has NVML: onepane serve --nvml would start")
-    result = subprocess.run(
-        [sys.executable, "-m", "onepane", "serve", "--nvml", "--db", str(tmp_path / "o.duckdb"),
-         "--otlp-http-port", "0", "--otlp-grpc-port", "0", "--api-port", "0"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    result = serve_once(tmp_path / "o.duckdb", "--nvml")
     assert result.returncode == 2, result.stderr
     [line] = result.stderr.strip().splitlines()  # one line, no traceback
     assert line.startswith("onepane: error: NVML")

@@ -4,9 +4,7 @@ typo gets, both from the reader and from `onepane serve`."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import pytest
 from onepane import kubesim
 from onepane.config import collectors_config, kube_config, read_file
 from onepane.errors import ConfigError
+from onepane.testing import serve_once
 
 DEADLINE_S = 10.0
 
@@ -24,29 +23,8 @@ def settings(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def onepane(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "onepane", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-    )
-
-
 def serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return onepane(
-        "serve",
-        "--db",
-        str(tmp_path / "onepane.duckdb"),
-        "--otlp-http-port",
-        "0",
-        "--otlp-grpc-port",
-        "0",
-        "--api-port",
-        "0",
-        *args,
-    )
+    return serve_once(tmp_path / "onepane.duckdb", *args)
 
 
 # -- reading the file --------------------------------------------------------------------
@@ -304,20 +282,12 @@ def test_serve_with_a_kube_api_that_is_not_a_url_stops(tmp_path: Path) -> None:
     ]
 
 
-@pytest.fixture
-def cluster() -> Iterator[kubesim.KubeSim]:
-    sim = kubesim.KubeSim()
-    sim.serve()
-    yield sim
-    sim.close()
-
-
-def test_serve_reads_onepane_yaml_and_flags_win(tmp_path: Path, start_server, cluster) -> None:
+def test_serve_reads_onepane_yaml_and_flags_win(tmp_path: Path, start_server, kube_sim) -> None:
     """A kubeconfig named in onepane.yaml reaches the cluster; --gpu-target replaces the
     file's targets."""
     now = time.time_ns()
-    cluster.put("nodes", kubesim.node("cpu-node-1", now))
-    cluster.put("pods", kubesim.pod("web-0", "shop", now, node_name="cpu-node-1"))
+    kube_sim.put("nodes", kubesim.node("cpu-node-1", now))
+    kube_sim.put("pods", kubesim.pod("web-0", "shop", now, node_name="cpu-node-1"))
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         f"""
@@ -325,7 +295,7 @@ apiVersion: v1
 kind: Config
 clusters:
   - name: sim
-    cluster: {{server: "{cluster.server.url}"}}
+    cluster: {{server: "{kube_sim.server.url}"}}
 users:
   - name: viewer
     user: {{}}
