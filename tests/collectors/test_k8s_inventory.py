@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import copy
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from onepane import kubesim
 from onepane.testing import LiveServer
@@ -158,16 +156,6 @@ def kube_status(server: LiveServer) -> dict[str, Row]:
 
 def wait_for_pods(server: LiveServer, what: str, ok: Callable[[dict[str, Row]], Any]):
     return wait_for(what, lambda: pods_by_name(server), ok)
-
-
-def metric_samples(server: LiveServer) -> dict[tuple[str, frozenset], float]:
-    with urllib.request.urlopen(server.api_url + "/metrics", timeout=30) as response:
-        text = response.read().decode()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def assert_each_pod_once(server: LiveServer, cluster: Cluster) -> list[Row]:
@@ -519,7 +507,7 @@ def test_no_pod_is_counted_twice_across_drops_relists_and_events(serve, cluster)
     }
     assert got["shop/web-0"]["end_ns"] == cluster.t0 + 60 * SECOND
 
-    samples = metric_samples(server)
+    samples = server.samples()
     assert samples[("onepane_k8s_synced", frozenset({("resource", "pods")}))] == 1.0
     assert samples[("onepane_k8s_synced", frozenset({("resource", "nodes")}))] == 1.0
     relists = ("onepane_k8s_relists_after_gone_total", frozenset({("resource", "pods")}))

@@ -65,7 +65,6 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
-from prometheus_client.parser import text_string_to_metric_families
 
 from onepane.testing import LiveServer
 
@@ -153,21 +152,10 @@ def export_ok(channel: grpc.Channel, signal: str, body: bytes | Message) -> Any:
     return outcome.response
 
 
-def samples(server: LiveServer) -> dict[tuple[str, frozenset], float]:
-    """Every sample in the server's /metrics, parsed with prometheus-client's parser."""
-    with urllib.request.urlopen(server.api_url + "/metrics", timeout=30) as response:
-        text = response.read().decode()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
 def grpc_requests(server: LiveServer) -> dict[tuple[str, str], float]:
     """onepane_otlp_requests_total over gRPC, by (signal, status code name)."""
     counts = {}
-    for (name, labels), value in samples(server).items():
+    for (name, labels), value in server.samples().items():
         label = dict(labels)
         if name == "onepane_otlp_requests_total" and label["transport"] == "grpc":
             counts[label["signal"], label["code"]] = value
@@ -718,7 +706,7 @@ def test_backpressure_resource_exhausted_with_retry_info_and_nothing_lost(
 
     counted = grpc_requests(server)
     assert counted == {("traces", "OK"): exports, ("traces", "RESOURCE_EXHAUSTED"): len(refusals)}
-    metrics = samples(server)
+    metrics = server.samples()
     assert metrics[("onepane_spans_accepted_total", frozenset())] == exports * SPANS_PER_EXPORT
     assert metrics[("onepane_write_queue_rows", frozenset())] == 0
 
