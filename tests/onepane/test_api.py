@@ -82,7 +82,7 @@ def test_healthz_metrics_and_migrations_match_what_was_sent(server) -> None:
     assert status == 200
     assert (health["status"], health["schema_version"], health["write_queue_rows"]) == (
         "ok",
-        2,
+        3,
         0,
     )
     assert server.metric("onepane_spans_received_total") == 0
@@ -127,7 +127,11 @@ def test_healthz_metrics_and_migrations_match_what_was_sent(server) -> None:
     with duckdb.connect(str(server.db), read_only=True) as conn:
         migrations = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
         (stored,) = conn.execute("SELECT count(*) FROM spans").fetchone()
-    assert migrations == [(1, "001_spans.sql"), (2, "002_metrics_logs.sql")]
+    assert migrations == [
+        (1, "001_spans.sql"),
+        (2, "002_metrics_logs.sql"),
+        (3, "003_gpu_inventory.sql"),
+    ]
     assert stored == 15
 
 
