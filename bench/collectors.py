@@ -101,7 +101,7 @@ def play_cluster(ready: mp.Queue, churn: mp.Event, stop: mp.Event) -> None:
     dcgm.serve_in_thread("bench-dcgm")
     ready.put((kube.url, [dcgm.url(path) for path in dcgm.pages]))
     index = PODS
-    while not stop.wait(60 / CHURN_PER_MIN / 2):  # one half-change: add, or delete
+    while not stop.wait(60 / CHURN_PER_MIN):  # one change: a pod added, or one deleted
         if not churn.is_set():
             continue
         if rng.random() < 0.5:
