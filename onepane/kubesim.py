@@ -17,6 +17,7 @@ import re
 import threading
 import time
 import uuid as uuidlib
+import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -304,7 +305,7 @@ def node(
         "metadata": _meta(
             name, created_ns, labels={"kubernetes.io/hostname": name, **(labels or {})}
         ),
-        "spec": {"providerID": f"aws:///eu-west-1a/i-{abs(hash(name)) % 16**12:012x}"},
+        "spec": {"providerID": f"aws:///eu-west-1a/{instance_id(name)}"},
         "status": {
             "capacity": capacity,
             "allocatable": allocatable,
@@ -312,6 +313,11 @@ def node(
             "nodeInfo": {"kubeletVersion": "v1.31.2", "architecture": "amd64"},
         },
     }
+
+
+def instance_id(node_name: str) -> str:
+    """The EC2-style instance id the simulated cloud gives ``node_name``, stable across runs."""
+    return f"i-{zlib.crc32(node_name.encode()):08x}{len(node_name):04x}"
 
 
 def owner_ref(kind: str, name: str, uid: str | None = None) -> Obj:

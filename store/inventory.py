@@ -66,6 +66,7 @@ NODE_SCHEMA = pa.schema(
         ("gpu_allocatable", _F64),
         ("labels", _STR),
         ("updated", _TS),
+        ("provider_id", _STR),
     ]
 )
 TABLES = {"pods": ("k8s_pods", POD_SCHEMA), "nodes": ("k8s_nodes", NODE_SCHEMA)}
@@ -156,7 +157,7 @@ _NODES = """
 SELECT uid, name, epoch_ns(created) AS created_ns, epoch_ns(deleted) AS deleted_ns,
        instance_type, region, zone, capacity_type, gpu_product, gpu_replicas,
        cpu_capacity, memory_capacity, gpu_capacity, cpu_allocatable, memory_allocatable,
-       gpu_allocatable
+       gpu_allocatable, provider_id
 FROM k8s_nodes
 WHERE ($start IS NULL OR deleted IS NULL OR deleted >= make_timestamp_ns($start))
 ORDER BY name, created

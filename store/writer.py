@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -51,7 +52,7 @@ class _Item:
     resources: pa.Table | None
     future: Future
     size: int  # rows it counts for in the queue
-    apply: Callable[[duckdb.DuckDBPyConnection], None] | None = None
+    apply: Callable[[duckdb.DuckDBPyConnection], Any] | None = None
 
 
 class Writer:
@@ -93,11 +94,13 @@ class Writer:
         """
         return self._enqueue(_Item(signal, table, resources, Future(), table.num_rows))
 
-    def apply(self, write: Callable[[duckdb.DuckDBPyConnection], None], rows: int) -> Future:
+    def apply(self, write: Callable[[duckdb.DuckDBPyConnection], Any], rows: int) -> Future:
         """Queue ``write(conn)`` to run on the writer thread in a transaction of its own
-        (inventory upserts, GPU samples); ``rows`` is what it counts for in the queue.
+        (inventory upserts, GPU samples, cost rollups); ``rows`` is what it counts for in
+        the queue.
 
-        The future resolves to ``rows`` once committed, or to the error that rolled it back.
+        The future resolves once committed, to what ``write`` returned (``rows`` when that
+        is None), or to the error that rolled it back.
         """
         return self._enqueue(_Item("apply", None, None, Future(), rows, write))
 
@@ -192,13 +195,13 @@ class Writer:
         assert item.apply is not None
         try:
             with transaction(self._conn):
-                item.apply(self._conn)
+                result = item.apply(self._conn)
         except duckdb.Error as exc:
             item.future.set_exception(StoreError(f"could not write to the store: {exc}"))
         except Exception as exc:  # a bug in ``write``: report it, keep the writer alive
             item.future.set_exception(exc)
         else:
-            item.future.set_result(item.size)
+            item.future.set_result(item.size if result is None else result)
 
     def _commit(self, group: list[_Item]) -> None:
         """Append every queued table in one transaction: one insert per signal."""

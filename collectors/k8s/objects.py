@@ -262,4 +262,5 @@ def node_row(node: Obj, observed_ns: int, deleted: bool = False) -> dict[str, An
         "gpu_allocatable": _gpus(allocatable),
         "labels": orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode(),
         "updated": observed_ns,
+        "provider_id": (node.get("spec") or {}).get("providerID"),
     }

@@ -1,0 +1,1 @@
+"""The cost engine: prices, hourly allocation per workload, unit costs, FOCUS billing."""
