@@ -307,7 +307,9 @@ def _csv_rule(row: Mapping[str, str | None], where: str) -> PriceRule | None:
             raise ConfigError(f"{where}: InstanceID {instance_id!r} needs an InstanceIDField")
         return PriceRule("node", _csv_field(id_field), instance_id, hourly, source, None, region)
     if cell("InstanceType"):
-        return PriceRule("node", "instance_type", cell("InstanceType"), hourly, source, None, region)
+        return PriceRule(
+            "node", "instance_type", cell("InstanceType"), hourly, source, None, region
+        )
     raise ConfigError(f"{where}: a node row needs InstanceID or InstanceType")
 
 
