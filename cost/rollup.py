@@ -91,12 +91,14 @@ class Roller:
         config: RollupConfig,
         cursor: Callable[[], duckdb.DuckDBPyConnection],
         apply: Apply,
+        ready: Callable[[], bool] = lambda: True,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.config = config
         self._cursor = cursor
         self._apply = apply
         self._clock = clock
+        self._ready = ready
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="onepane-cost", daemon=True)
@@ -142,11 +144,18 @@ class Roller:
             return self.last_run
 
     def _loop(self) -> None:
+        """Roll up every interval; early on, every few seconds until there is something
+        to roll up (and never before the inventory has listed: hours computed without
+        their pods would become final with nothing allocated)."""
         while not self._stop.is_set():
+            wait = self.config.interval_s
             try:
-                self.run_once()
+                if not self._ready():
+                    wait = min(wait, 2.0)
+                elif self.run_once()["start_ns"] is None:
+                    wait = min(wait, 5.0)
             except Exception as exc:  # keep rolling up; the next run may succeed
                 if str(exc) != self.last_error:
                     log.warning("cost rollup failed: %s", exc)
                 self.last_error = str(exc)
-            self._stop.wait(self.config.interval_s)
+            self._stop.wait(wait)

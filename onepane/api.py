@@ -13,14 +13,15 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
-from onepane import httpbase, metrics, openapi
-from onepane.errors import Ambiguous, BadRequest, NotFound, OnepaneError
+from onepane import costapi, httpbase, metrics, openapi
+from onepane.errors import Ambiguous, BadRequest, NotFound, OnepaneError, PayloadTooLarge
 from store import gpu, inventory, logs, search, traces
 from store import metrics as metric_store
 from store.db import ReadCursors
 from store.window import Window, window
 
 JSON = "application/json"
+MAX_BILL_BYTES = 512 * 1024 * 1024
 _SEARCH_PARAMS = {
     *search.COLUMN_FILTERS,
     "min_duration_ms",
@@ -35,6 +36,17 @@ _SEARCH_PARAMS = {
 }
 
 
+_COST_ROUTES: dict[str, tuple[Callable[[Any, dict[str, str]], Any], set[str] | None]] = {
+    "/api/v1/allocation": (costapi.allocation, costapi.ALLOCATION_PARAMS),
+    "/allocation": (costapi.allocation, costapi.ALLOCATION_PARAMS),  # OpenCost's own path
+    "/api/v1/unit-costs": (costapi.unit_costs, costapi.UNIT_PARAMS),
+    "/api/v1/reconciliation": (costapi.reconciliation, costapi.RECONCILE_PARAMS),
+    "/api/v1/prices": (lambda c, q: costapi.prices(c), set()),
+    "/api/v1/workloads": (lambda c, q: costapi.workloads(c), set()),
+    "/api/v1/billing/imports": (lambda c, q: costapi.imports(c), set()),
+}
+
+
 @dataclass
 class ApiContext:
     """What the API reads from: the store connection, the metrics, the write queue."""
@@ -44,6 +56,8 @@ class ApiContext:
     queue_depth: Callable[[], int]
     schema_version: int
     collectors: Callable[[], dict[str, Any]] = dict
+    apply: Callable[[Callable[[Any], Any], int], Any] | None = None  # write, wait for commit
+    rollup: Callable[[], dict[str, Any]] | None = None  # bring hourly costs up to date now
 
 
 class ApiHandler(httpbase.Handler):
@@ -66,6 +80,29 @@ class ApiHandler(httpbase.Handler):
             self._json(503, {"error": str(exc)})
 
     do_HEAD = do_GET
+
+    def do_POST(self) -> None:
+        parts = urlsplit(self.path)
+        path = parts.path.rstrip("/")
+        ctx = self.server.context
+        try:
+            self.query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            if path == "/api/v1/billing/imports" and ctx.apply is not None:
+                data = self.read_body(MAX_BILL_BYTES)
+                name = self.query.get("filename") or "bill"
+                self._read(lambda c: costapi.import_bill(c, ctx.apply, data, name), status=201)
+            elif path == "/api/v1/cost/rollup" and ctx.rollup is not None:
+                self._json(200, ctx.rollup())
+            else:
+                raise NotFound(f"no API route POST {path}; see /api/v1/openapi.json")
+        except BadRequest as exc:
+            self._json(400, {"error": str(exc)})
+        except NotFound as exc:
+            self._json(404, {"error": str(exc)})
+        except PayloadTooLarge as exc:
+            self._json(413, {"error": str(exc)})
+        except OnepaneError as exc:
+            self._json(503, {"error": str(exc)})
 
     def _route(self, path: str) -> None:
         ctx = self.server.context
@@ -104,14 +141,19 @@ class ApiHandler(httpbase.Handler):
             self._read(lambda cursor: {"nodes": inventory.nodes(cursor, self._window())})
         elif path == "/api/v1/collectors":
             self._json(200, ctx.collectors())
+        elif path in _COST_ROUTES:
+            query, allowed = _COST_ROUTES[path]
+            if allowed is not None:
+                costapi.check_params(self.query_lists, allowed)
+            self._read(lambda cursor: query(cursor, self.query))
         else:
             raise NotFound(f"no API route {path}; see /api/v1/openapi.json")
 
-    def _read(self, query: Callable[[Any], Any]) -> None:
+    def _read(self, query: Callable[[Any], Any], status: int = 200) -> None:
         """Answer with ``query`` run on a cursor of its own."""
         cursor = self.server.context.readers.cursor()
         try:
-            self._json(200, query(cursor))
+            self._json(status, query(cursor))
         finally:
             cursor.close()
 

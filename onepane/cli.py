@@ -17,15 +17,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from onepane import __version__, tracecli
+from onepane import __version__, costcli, tracecli
 from onepane.errors import ConfigError, OnepaneError
 from store.db import MEMORY_LIMIT
 
 DEMO_DCGM_PORT = 9400  # dcgm-exporter's own default
 DEMO_KUBE_PORT = 9401
+DEMO_CONFIG = Path(__file__).with_name("demo.yaml")  # prices and catalog of the demo company
 
 if TYPE_CHECKING:  # the heavy modules load only for the commands that use them
     from onepane.demo import DemoCompany
+    from onepane.demo_cluster import DemoCluster
     from onepane.server import OnepaneServer, ServeConfig
 
 
@@ -100,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=_run_demo)
     tracecli.add_commands(commands)
+    costcli.add_commands(commands)
     return parser
 
 
@@ -179,7 +182,7 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace) -> ServeConfig:
-    from onepane.config import collectors_config, read_file
+    from onepane.config import DEFAULT_PATH, collectors_config, cost_config, read_file
     from onepane.server import ServeConfig
 
     if args.queue_rows < 1:
@@ -190,6 +193,8 @@ def _config(args: argparse.Namespace) -> ServeConfig:
         raise ConfigError("--db-threads must be at least 1")
     if args.decoders is not None and args.decoders < 0:
         raise ConfigError("--decoders must be 0 or more")
+    demo = getattr(args, "demo", False) and args.config is None
+    document = read_file(DEMO_CONFIG if demo else args.config)
     return ServeConfig(
         db=args.db,
         host=args.host,
@@ -202,8 +207,9 @@ def _config(args: argparse.Namespace) -> ServeConfig:
         memory_limit=args.memory_limit,
         db_threads=args.db_threads,
         checkpoint_wal_bytes=args.checkpoint_wal_mb * 1024 * 1024,
+        cost=cost_config(document, (args.config or DEFAULT_PATH).parent),
         collectors=collectors_config(
-            read_file(args.config),
+            document,
             targets=args.gpu_target,
             scrape_interval=args.scrape_interval,
             kube_api=args.kube_api,
@@ -353,6 +359,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     )
     threading.Thread(target=cluster.run, args=(stop,), daemon=True).start()
     _wait_for_endpoint(args.endpoint, stop)
+    threading.Thread(target=_import_bill, args=(cluster, args.api), daemon=True).start()
     threading.Thread(target=_announce, args=(company, args.api, stop), daemon=True).start()
     try:
         company.run(stop)
@@ -373,6 +380,35 @@ def _wait_for_endpoint(endpoint: str, stop: threading.Event, seconds: float = 30
             if probe.connect_ex(address) == 0:
                 return
         stop.wait(0.2)
+
+
+def _import_bill(cluster: DemoCluster, api: str) -> None:
+    """Send the company's month of FOCUS bill to the server, as `onepane cost import-bill`
+    would."""
+    from onepane.client import ApiClient
+    from onepane.errors import ServerUnreachable
+
+    deadline = time.monotonic() + 60  # `onepane up` opens its API last
+    while True:
+        try:
+            result = ApiClient(api, timeout_s=120).post(
+                "/api/v1/billing/imports", cluster.bill(), [("filename", "demo-focus-bill.csv")]
+            )
+            break
+        except ServerUnreachable:
+            if time.monotonic() > deadline:
+                print("onepane: demo bill not imported: no API", file=sys.stderr, flush=True)
+                return
+            time.sleep(0.5)
+        except OnepaneError as exc:
+            print(f"onepane: demo bill not imported: {exc}", file=sys.stderr, flush=True)
+            return
+    print(
+        f"onepane: demo bill imported: {result['rows']} FOCUS rows; compare with "
+        f"`onepane cost reconcile --server {api}`",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _announce(company: DemoCompany, api: str, stop: threading.Event) -> None:

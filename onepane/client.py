@@ -35,9 +35,26 @@ class ApiClient:
         self.timeout_s = timeout_s
 
     def get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
+        return self._call(path, params)
+
+    def post(
+        self, path: str, body: bytes, params: Sequence[tuple[str, str]] = (), content_type: str = ""
+    ) -> Any:
+        return self._call(path, params, body, content_type or "application/octet-stream")
+
+    def _call(
+        self,
+        path: str,
+        params: Sequence[tuple[str, str]],
+        body: bytes | None = None,
+        content_type: str = "",
+    ) -> Any:
         url = self.base + path + (f"?{urlencode(params)}" if params else "")
+        request = urllib.request.Request(url, data=body, method="GET" if body is None else "POST")
+        if content_type:
+            request.add_header("Content-Type", content_type)
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return orjson.loads(response.read())
         except urllib.error.HTTPError as exc:
             raise _error(exc) from None
@@ -68,4 +85,6 @@ def _error(exc: urllib.error.HTTPError) -> OnepaneError:
         return NotFound(message)
     if exc.code == 409:
         return Ambiguous(message, document.get("matches", []))
+    if exc.code == 413:
+        return BadRequest(message)
     return OnepaneError(f"the server answered {exc.code}: {message}")

@@ -13,6 +13,12 @@
       kubeconfig: ~/.kube/config    # with api: kubeconfig
       context: prod
       watch_timeout: 5m
+    pricing: ...                    # prices: see cost/pricing.py
+    catalog: ...                    # kind, team, unit per workload: see cost/catalog.py
+    cost:
+      rollup_interval: 60s          # how often hourly costs are brought up to date
+      backfill: 30d                 # how far back the first rollup goes
+      final_after: 1h               # an hour's costs are final this long after it ends
 
 Flags on the command line win over the file. Unknown keys are errors, so a typo is never
 silently ignored.
@@ -29,13 +35,18 @@ import yaml
 
 from collectors.gpu.scraper import ScrapeConfig, parse_targets
 from collectors.k8s.inventory import KubeConfig
+from cost import catalog, pricing
+from cost.rollup import RollupConfig
 from onepane.errors import BadRequest, ConfigError
 from store.window import parse_duration
 
 DEFAULT_PATH = Path("onepane.yaml")
-_SECTIONS = {
+_SECTIONS: dict[str, set[str] | None] = {  # None: the section checks its own keys
     "gpu": {"targets", "scrape_interval", "scrape_timeout", "nvml", "nvml_interval"},
     "kubernetes": {"api", "kubeconfig", "context", "watch_timeout"},
+    "pricing": None,
+    "catalog": None,
+    "cost": {"rollup_interval", "backfill", "final_after"},
 }
 
 
@@ -46,6 +57,28 @@ class CollectorsConfig:
     scrape: ScrapeConfig = field(default_factory=ScrapeConfig)
     kube: KubeConfig = field(default_factory=KubeConfig)
     nvml_interval_s: float | None = None  # None: NVML sampling off
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    """Prices, the workload catalog and how the hourly rollup runs."""
+
+    prices: pricing.PriceSet = field(default_factory=lambda: pricing.price_set(None))
+    catalog: tuple[catalog.Entry, ...] = ()
+    rollup: RollupConfig = field(default_factory=RollupConfig)
+
+
+def cost_config(file: Mapping[str, Any], base_dir: Path = Path(".")) -> CostConfig:
+    """The pricing, catalog and cost sections of ``onepane.yaml`` (already read)."""
+    section = file.get("cost") or {}
+    rollup = RollupConfig(
+        interval_s=_seconds(section.get("rollup_interval", "60s"), "cost.rollup_interval"),
+        backfill_ns=int(_seconds(section.get("backfill", "30d"), "cost.backfill") * 1e9),
+        final_after_ns=int(_seconds(section.get("final_after", "1h"), "cost.final_after") * 1e9),
+    )
+    return CostConfig(
+        pricing.price_set(file.get("pricing"), base_dir), catalog.parse(file.get("catalog")), rollup
+    )
 
 
 def read_file(path: Path | None) -> dict[str, Any]:
@@ -61,17 +94,18 @@ def read_file(path: Path | None) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(document, dict):
-        raise ConfigError(f"{path} must be a mapping with gpu: and kubernetes: sections")
+        raise ConfigError(f"{path} must be a mapping of sections: {', '.join(_SECTIONS)}")
     for section, value in document.items():
         if section not in _SECTIONS:
             raise ConfigError(f"{path}: unknown section {section!r}; use {', '.join(_SECTIONS)}")
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: {section} must be a mapping")
-        unknown = set(value) - _SECTIONS[section]
+        keys = _SECTIONS[section]
+        unknown = set() if keys is None else set(value) - keys
         if unknown:
             raise ConfigError(
                 f"{path}: unknown key {section}.{sorted(unknown)[0]}; "
-                f"use {', '.join(sorted(_SECTIONS[section]))}"
+                f"use {', '.join(sorted(keys or ()))}"
             )
     return document
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from onepane import dcgmsim, kubesim
 from onepane.demo import PIPELINE, SERVICES, DemoCompany, DemoConfig, traffic_rate
+from onepane.demo_bill import BilledNode, focus_csv
 
 _S = 1_000_000_000
 GPU_NODES = {"gpu-node-1": "on-demand", "gpu-node-2": "spot"}
@@ -82,6 +83,7 @@ class DemoCluster:
 
     def _add_nodes(self) -> None:
         created = time.time_ns() - 30 * 86_400 * _S
+        self.billed_nodes: list[BilledNode] = []
         base = {
             "topology.kubernetes.io/region": "eu-west-1",
             "topology.kubernetes.io/zone": _ZONE,
@@ -93,6 +95,7 @@ class DemoCluster:
                 "karpenter.sh/capacity-type": "on-demand",
             }
             self.sim.put("nodes", kubesim.node(name, created, labels=labels))
+            self.billed_nodes.append(BilledNode(name, "m6i.2xlarge", "on-demand", created))
         for name, capacity in GPU_NODES.items():
             labels = {
                 **base,
@@ -103,9 +106,10 @@ class DemoCluster:
                 "nvidia.com/gpu.memory": "23028",
             }
             self.sim.put("nodes", kubesim.node(name, created, gpus=1, labels=labels))
+            self.billed_nodes.append(BilledNode(name, "g5.2xlarge", capacity, created))
 
     def _add_services(self) -> None:
-        started = time.time_ns() - 3 * 86_400 * _S
+        started = time.time_ns() - 30 * 86_400 * _S + 3_600 * _S
         pods = self._company.pods
         for svc in SERVICES:
             pod_name = pods[svc.name]
@@ -251,6 +255,10 @@ class DemoCluster:
         while not stop.is_set():
             self.tick()
             stop.wait(every_s)
+
+    def bill(self, now_ns: int | None = None) -> bytes:
+        """The company's FOCUS bill for its nodes' life so far (onepane/demo_bill.py)."""
+        return focus_csv(self.billed_nodes, now_ns or time.time_ns())
 
     def close(self) -> None:
         self.sim.close()

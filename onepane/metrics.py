@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -129,3 +131,46 @@ class CollectorStatus:
             relists.add_metric([kind], state["relists_after_410"])
             events.add_metric([kind], state["events"])
         yield from (up, gpus, blanks, synced, relists, events)
+
+
+class CostGauges:
+    """Unit cost and GPU idle share per workload over the last 24 h, read on scrape (at
+    most every ``max_age_s``: the hourly rollup changes them no faster)."""
+
+    def __init__(
+        self, read: Callable[[], dict[str, list[tuple[Any, ...]]]], max_age_s: float = 30.0
+    ) -> None:
+        self._read = read
+        self._max_age_s = max_age_s
+        self._cached: dict[str, list[tuple[Any, ...]]] = {}
+        self._at = float("-inf")
+        self._lock = threading.Lock()
+
+    def _figures(self) -> dict[str, list[tuple[Any, ...]]]:
+        with self._lock:
+            if time.monotonic() - self._at > self._max_age_s:
+                try:
+                    self._cached = self._read()
+                except Exception:  # a scrape must not fail because a query did
+                    self._cached = {}
+                self._at = time.monotonic()
+            return self._cached
+
+    def collect(self) -> Iterator[Metric]:
+        figures = self._figures()
+        unit_cost = GaugeMetricFamily(
+            "onepane_unit_cost",
+            "Cost of one unit of a workload's work over the last 24 h (per 1k requests, "
+            "1k predictions, 1M tokens or run), in the pricing currency.",
+            labels=["workload", "kind", "unit"],
+        )
+        for workload, kind, unit, value in figures.get("unit_cost", []):
+            unit_cost.add_metric([workload, kind, unit], value)
+        idle = GaugeMetricFamily(
+            "onepane_gpu_idle_share",
+            "Share of a workload's GPU cost that paid for idle GPU time, last 24 h (0..1).",
+            labels=["workload"],
+        )
+        for workload, share in figures.get("gpu_idle_share", []):
+            idle.add_metric([workload], share)
+        yield from (unit_cost, idle)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -18,17 +19,21 @@ from collectors.otlp.decoders import DecoderPool
 from collectors.otlp.grpc_receiver import OTLPGrpcServer
 from collectors.otlp.http import OTLPHttpServer
 from collectors.otlp.ingest import Ingest
+from cost import catalog, pricing
+from cost.rollup import Roller
+from onepane import costapi
 from onepane.api import ApiContext, ApiServer
-from onepane.config import CollectorsConfig
+from onepane.config import CollectorsConfig, CostConfig
 from onepane.errors import ConfigError
 from onepane.httpbase import Server
-from onepane.metrics import CollectorStatus, ServerMetrics
+from onepane.metrics import CollectorStatus, CostGauges, ServerMetrics
 from store import db, gpu
 from store.checkpointer import Checkpointer
 from store.db import CHECKPOINT_WAL_BYTES, INGEST_THREADS, MEMORY_LIMIT
 from store.writer import CommitStats, Writer
 
 _S = TypeVar("_S", bound=Server)
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -48,6 +53,7 @@ class ServeConfig:
     db_threads: int = INGEST_THREADS
     checkpoint_wal_bytes: int = CHECKPOINT_WAL_BYTES
     collectors: CollectorsConfig = field(default_factory=CollectorsConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
 
 
 class OnepaneServer:
@@ -60,6 +66,13 @@ class OnepaneServer:
             config.db, memory_limit=config.memory_limit, threads=config.db_threads
         )
         self.schema_version = db.migrate(self.conn)
+        try:
+            with db.transaction(self.conn):  # before the writer starts: this thread owns conn
+                self.price_version = pricing.record(self.conn, config.cost.prices, time.time_ns())
+                catalog.replace(self.conn, config.cost.catalog)
+        except BaseException:
+            self.close_store()
+            raise
         self.writer = Writer(
             self.conn, config.queue_rows, config.commit_rows, on_commit=self._committed
         )
@@ -92,6 +105,8 @@ class OnepaneServer:
             lambda: self.writer.queued_rows,
             self.schema_version,
             self.collector_status,
+            apply=lambda write, rows: self.writer.apply(write, rows).result(300),
+            rollup=self.roller.run_once,
         )
         self.api = self._bind("API", config.api_port, lambda address: ApiServer(address, context))
 
@@ -103,6 +118,13 @@ class OnepaneServer:
         )
         self.nvml = None
         self._collectors_stopped = False
+        self.roller = Roller(
+            self.config.cost.rollup,
+            self.readers.cursor,
+            self.writer.apply,
+            ready=lambda: self.inventory is None or self.inventory.synced(),
+        )
+        self.metrics.registry.register(CostGauges(lambda: self._read(costapi.gauges)))
         if config.nvml_interval_s is not None:
             self.nvml = NvmlSampler(config.nvml_interval_s, self._store_gpu_points, self._pod)
         self.metrics.registry.register(
@@ -115,14 +137,19 @@ class OnepaneServer:
     def _store_gpu_points(self, points: pa.Table) -> Future:
         return self.writer.apply(lambda conn: gpu.insert_points(conn, points), points.num_rows)
 
-    def _pod(self, uid: str) -> tuple[str, str] | None:
+    def _read(self, query: Callable[[Any], _T]) -> _T:
         cursor = self.readers.cursor()
         try:
-            row = cursor.execute(
-                "SELECT namespace, name FROM k8s_pods WHERE uid = $uid", {"uid": uid}
-            ).fetchone()
+            return query(cursor)
         finally:
             cursor.close()
+
+    def _pod(self, uid: str) -> tuple[str, str] | None:
+        row = self._read(
+            lambda c: c.execute(
+                "SELECT namespace, name FROM k8s_pods WHERE uid = $uid", {"uid": uid}
+            ).fetchone()
+        )
         return (row[0], row[1]) if row else None
 
     def collector_status(self) -> dict[str, object]:
@@ -182,6 +209,7 @@ class OnepaneServer:
         for collector in (self.inventory, self.nvml):
             if collector is not None:
                 collector.start()
+        self.roller.start()
         threading.Thread(target=self.readers.warm_up, name="onepane-warm-up", daemon=True).start()
 
     def _close_listeners(self) -> None:
@@ -212,6 +240,7 @@ class OnepaneServer:
         if self._collectors_stopped:
             return
         self._collectors_stopped = True
+        self.roller.stop()
         self.scraper.stop()
         if self.inventory is not None:
             self.inventory.stop()

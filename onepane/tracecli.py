@@ -30,7 +30,7 @@ def add_commands(commands: Any) -> None:
         "--all", action="store_true", help="show every span (do not fold repeated siblings)"
     )
     trace.add_argument("--width", type=int, default=None, help="line width (the terminal's)")
-    _common(trace)
+    common_flags(trace)
     trace.set_defaults(run=_run_trace)
 
     traces = commands.add_parser(
@@ -56,11 +56,11 @@ def add_commands(commands: Any) -> None:
     order.add_argument("--newest", action="store_true", help="newest first (the default)")
     traces.add_argument("--limit", type=int, default=20, help="at most this many (20)")
     traces.add_argument("--width", type=int, default=None, help="line width (the terminal's)")
-    _common(traces)
+    common_flags(traces)
     traces.set_defaults(run=_run_traces)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
         default=default_server(),
@@ -79,7 +79,7 @@ def _run_trace(args: argparse.Namespace) -> int:
             print(f"  {_match_line(match)}", file=sys.stderr)
         return 1
     if args.json:
-        _print_json(trace)
+        print_json(trace)
     else:
         width = args.width or _terminal_width()
         color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
@@ -90,7 +90,7 @@ def _run_trace(args: argparse.Namespace) -> int:
 def _run_traces(args: argparse.Namespace) -> int:
     traces = ApiClient(args.server).search_traces(_search_params(args))
     if args.json:
-        _print_json({"traces": traces})
+        print_json({"traces": traces})
     elif not traces:
         print("onepane: no traces match", file=sys.stderr)
     else:
@@ -133,7 +133,7 @@ def _match_line(match: dict[str, Any]) -> str:
     )
 
 
-def _print_json(document: Any) -> None:
+def print_json(document: Any) -> None:
     sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
     sys.stdout.flush()
 
