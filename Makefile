@@ -31,6 +31,7 @@ bench: install
 	$(PY) bench/ingest.py
 	$(PY) bench/lookup.py
 	$(PY) bench/collectors.py
+	$(PY) bench/cost.py
 
 lock:
 	$(UV) pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock

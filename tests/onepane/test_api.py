@@ -82,7 +82,7 @@ def test_healthz_metrics_and_migrations_match_what_was_sent(server) -> None:
     assert status == 200
     assert (health["status"], health["schema_version"], health["write_queue_rows"]) == (
         "ok",
-        3,
+        4,
         0,
     )
     assert server.metric("onepane_spans_received_total") == 0
@@ -131,6 +131,7 @@ def test_healthz_metrics_and_migrations_match_what_was_sent(server) -> None:
         (1, "001_spans.sql"),
         (2, "002_metrics_logs.sql"),
         (3, "003_gpu_inventory.sql"),
+        (4, "004_cost.sql"),
     ]
     assert stored == 15
 
