@@ -108,7 +108,7 @@ def _load(cursor: duckdb.DuckDBPyConnection, path: str, kind: str) -> list[str]:
         what = "Parquet" if kind == "parquet" else "CSV"
         lines = str(exc).replace(path, "the file").strip().splitlines()
         kept = [ln.strip() for ln in lines[:4] if ln.strip() and not ln.startswith("LINE ")]
-        first = "; ".join(ln for ln in kept[:3] if "fix" not in ln.lower())
+        first = "; ".join(ln for ln in kept[:3] if "fix" not in ln.lower()).rstrip(".")
         raise BadRequest(
             f"the bill is not readable {what}: {first}. Nothing was imported; "
             "export the file again (a half-written file is rejected whole)"
@@ -159,7 +159,9 @@ def _checks(mapped: dict[str, str]) -> list[tuple[str, str, str]]:
     """(file column, SQL condition that is true for a bad row, reason) in check order."""
     checks = []
     for column in _NOT_NULL:
-        checks.append((mapped[column], f"{quote(mapped[column])} IS NULL", "is empty"))
+        checks.append(
+            (mapped[column], f"{quote(mapped[column])} IS NULL", "is empty; every row needs one")
+        )
     for column in _TIMES:
         if column in mapped:
             c = mapped[column]
@@ -212,7 +214,7 @@ def _first_problem(cursor: duckdb.DuckDBPyConnection, mapped: dict[str, str]) ->
     value = cursor.execute(
         f"SELECT {quote(column)} FROM bill_raw WHERE _row = $r", {"r": number}
     ).fetchone()
-    shown = "an empty cell" if value is None or value[0] is None else repr(value[0][:60])
+    shown = "the cell" if value is None or value[0] is None else repr(value[0][:60])
     return (
         f"row {number} (line {number + 1}), column {column}: {shown} {reason}. Nothing was "
         "imported; fix the row and import the whole file again"
@@ -248,9 +250,10 @@ def _rolled_over(cursor: duckdb.DuckDBPyConnection, mapped: dict[str, str]) -> l
         ).fetchall()
         if rows:
             listed = ", ".join(str(r[0]) for r in rows[:5]) + (" …" if len(rows) > 5 else "")
+            plural = "s" if len(rows) > 1 else ""
             warnings.append(
-                f"{mapped[column]} in rows {listed} has an hour past 23; read as that many "
-                "hours into the day"
+                f"{mapped[column]} in row{plural} {listed} has an hour past 23; read as that "
+                "many hours into the day"
             )
     return warnings
 
@@ -281,6 +284,10 @@ def parse(cursor: duckdb.DuckDBPyConnection, data: bytes, filename: str) -> Pars
     return Parsed(rows, _periods(rows), warnings, names)
 
 
+def _iso(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _periods(rows: pa.Table) -> list[dict[str, Any]]:
     keys = {
         (r["provider"], r["billing_account_id"], r["billing_period_start"], r["billing_period_end"])
@@ -289,7 +296,7 @@ def _periods(rows: pa.Table) -> list[dict[str, Any]]:
         ).to_pylist()
     }
     return [
-        {"provider": p, "billing_account_id": a, "start": s.isoformat(), "end": e.isoformat()}
+        {"provider": p, "billing_account_id": a, "start": _iso(s), "end": _iso(e)}
         for p, a, s, e in sorted(keys, key=lambda k: (str(k[0]), str(k[1]), k[2]))
     ]
 

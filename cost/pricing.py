@@ -41,7 +41,6 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +137,9 @@ class Rates:
 
 def opencost_defaults() -> Defaults:
     """OpenCost's published default prices (GCP us-central1), shipped with Onepane."""
-    document = json.loads(resources.files("cost").joinpath("opencost_default.json").read_text())
+    # Next to this module, not resources.files("cost"): a tests/cost folder on sys.path
+    # makes "cost" a namespace package there, and the file would not be found.
+    document = json.loads(Path(__file__).with_name("opencost_default.json").read_text())
     gpu = float(document["GPU"])
     return Defaults(
         cpu=float(document["CPU"]),
@@ -382,7 +383,12 @@ def rates(prices: PriceSet, node: NodeInfo) -> Rates:
             gpu_part = 0.0
         rest = total - gpu_part
         weight_sum = sum(weights)
-        shares = [w / weight_sum if weight_sum > 0 else 1 / len(weights) for w in weights]
+        if weight_sum > 0:
+            shares = [w / weight_sum for w in weights]
+        else:  # default prices of 0: split evenly over what the node has, so none is lost
+            amounts = [cores, gib, gpus][: len(weights)]
+            present = sum(1 for a in amounts if a > 0)
+            shares = [1 / present if a > 0 else 0.0 for a in amounts]
         cpu_part, ram_part = rest * shares[0], rest * shares[1]
         if gpu_rule is None:
             gpu_part = rest * shares[2]
@@ -412,8 +418,8 @@ def record(conn: duckdb.DuckDBPyConnection, prices: PriceSet, now_ns: int) -> in
     """Store ``prices`` as a new version unless they equal the latest one; its number.
 
     A new version starts at ``effective_from`` (else now; the very first version covers
-    all time before it too), but never before the hours already final, so past hours keep
-    the prices they were computed with.
+    all time, since there is no earlier price to keep), but never before the hours
+    already final, so past hours keep the prices they were computed with.
     """
     digest = prices.digest()
     latest = conn.execute(
@@ -425,8 +431,8 @@ def record(conn: duckdb.DuckDBPyConnection, prices: PriceSet, now_ns: int) -> in
         "SELECT epoch_ns(final_through) FROM cost_rollup_state WHERE id = 1"
     ).fetchone()
     final_ns = final[0] if final and final[0] is not None else 0
-    if latest is None:
-        valid_from = 0 if prices.effective_from_ns is None else prices.effective_from_ns
+    if latest is None:  # the first prices cover all time before them: nothing to keep
+        valid_from = 0
     else:
         valid_from = prices.effective_from_ns if prices.effective_from_ns is not None else now_ns
     valid_from = max(valid_from, final_ns)

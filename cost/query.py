@@ -236,7 +236,10 @@ def _allocation(
         "gpuHours": v["gpu_hours"],
         "gpuCost": v["gpu_cost"],
         "gpuCostAdjustment": v["gpu_adjustment"],
-        "gpuIdleCost": v["gpu_idle_cost"],
+        # null when GPU hours were never measured: unknown is not the same as not idle
+        "gpuIdleCost": v["gpu_idle_cost"]
+        if v["gpu_measured_hours"] or not v["gpu_hours"]
+        else None,
         "gpuUtilization": _ratio(v["gpu_util_hours"], v["gpu_measured_hours"])
         if v["gpu_measured_hours"]
         else None,

@@ -7,8 +7,9 @@ name, its ``spec.providerID`` or the instance id at the end of it. The gap (bill
 allocated) is explained as parts that add up to it: discounts (``EffectiveCost`` −
 ``ListCost``: commitments, reserved instances, savings plans, negotiated rates), price
 differences (``ListCost`` − what Onepane allocated), nodes not billed, and the rest. The
-scale factor per node and day (billed ÷ allocated) is what ``scale=bill`` multiplies
-allocations by, so they add up to the bill.
+scale factor per node and day (billed ÷ allocated) is what ``reconcile=true`` multiplies
+allocations by, so they add up to the bill. Days are whole: a window that starts or ends
+within a day compares all of that day, and an hour is scaled by its whole day's factor.
 """
 
 from __future__ import annotations
@@ -20,8 +21,13 @@ import duckdb
 
 from cost.window import CostWindow, iso
 
-# Billed cost per node and day, for the bill rows in [$start, $end).
-NODE_DAY_BILLED = """
+# The whole days [$start, $end) touches: a day's bill is only comparable with the whole
+# day's allocation.
+_DAY_START = "date_trunc('day', make_timestamp_ns($start))"
+_DAY_END = "(date_trunc('day', make_timestamp_ns($end) - INTERVAL 1 MICROSECOND) + INTERVAL 1 DAY)"
+
+# Billed and allocated cost per node and day, over those whole days.
+NODE_DAY_BILLED = f"""
 node_keys AS (
     SELECT DISTINCT node, key FROM (
         SELECT name AS node,
@@ -36,8 +42,8 @@ bill_keys AS (
                || coalesce(json_extract_string(tags, '$.*'), []),
                k -> k IS NOT NULL AND k <> ''))) AS key
     FROM billing_rows
-    WHERE charge_period_start >= make_timestamp_ns($start)
-      AND charge_period_start < make_timestamp_ns($end)
+    WHERE charge_period_start >= {_DAY_START}
+      AND charge_period_start < {_DAY_END}
 ),
 bill_nodes AS (
     SELECT b.import_id, b.row_number, min(k.node) AS node
@@ -48,8 +54,8 @@ bill AS (
     SELECT r.*, n.node, date_trunc('day', r.charge_period_start) AS day
     FROM billing_rows r
     LEFT JOIN bill_nodes n ON n.import_id = r.import_id AND n.row_number = r.row_number
-    WHERE r.charge_period_start >= make_timestamp_ns($start)
-      AND r.charge_period_start < make_timestamp_ns($end)
+    WHERE r.charge_period_start >= {_DAY_START}
+      AND r.charge_period_start < {_DAY_END}
 ),
 node_day_billed AS (
     SELECT node, day, sum(effective_cost) AS billed, sum(list_cost) AS list_cost,
@@ -59,7 +65,8 @@ node_day_billed AS (
 node_day_allocated AS (
     SELECT node, date_trunc('day', hour) AS day, sum(node_cost) AS allocated
     FROM cost_node_hours
-    WHERE hour >= make_timestamp_ns($start) AND hour < make_timestamp_ns($end)
+    WHERE hour >= {_DAY_START}
+      AND hour < {_DAY_END}
     GROUP BY ALL
 ),
 node_day_factor AS (
@@ -159,7 +166,7 @@ def _day(day_ns: int, day: dict[str, Any]) -> dict[str, Any]:
             # list prices above (+) or below (−) the prices Onepane allocated with
             "price_difference": list_cost - day.get("allocated_with_list", 0.0),
             # allocated to nodes the bill does not show (yet)
-            "not_billed": -(day.get("allocated", 0.0) - day.get("matched_allocated", 0.0)),
+            "not_billed": day.get("matched_allocated", 0.0) - day.get("allocated", 0.0),
         }
         parts["other"] = out["gap"] - sum(parts.values())  # rows without ListCost
         out["explained"] = parts

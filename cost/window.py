@@ -2,13 +2,15 @@
 
 ``window``: a duration (``30m``, ``24h``, ``7d``) ending with the current hour; ``today``,
 ``yesterday``, ``week``, ``lastweek``, ``month``, ``lastmonth`` (UTC); or two times
-``start,end`` (RFC 3339 or Unix seconds). ``step`` splits it into sets (default: one).
+``start,end`` (RFC 3339 or Unix seconds), widened to whole hours. ``step`` splits it
+into sets (default: one).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property, lru_cache
 
 from cost.allocation import HOUR_NS
 from onepane.errors import BadRequest
@@ -24,7 +26,7 @@ class CostWindow:
     end_ns: int
     step_ns: int
 
-    @property
+    @cached_property
     def steps(self) -> list[tuple[int, int]]:
         return [
             (s, min(s + self.step_ns, self.end_ns))
@@ -62,9 +64,10 @@ def parse(window: str | None, step: str | None, now_ns: int) -> CostWindow:
     if not text:
         raise BadRequest("window is required: e.g. window=7d, window=today or window=START,END")
     span = _named(text, now_ns)
-    if span is None and "," in text:
+    if span is None and "," in text:  # whole hours: costs are hourly
         first, _, second = (window or "").partition(",")
-        span = (parse_time(first, "window start"), parse_time(second, "window end"))
+        start_ns, end_ns = parse_time(first, "window start"), parse_time(second, "window end")
+        span = (start_ns // HOUR_NS * HOUR_NS, -(-end_ns // HOUR_NS) * HOUR_NS)
     if span is None:
         length = parse_duration(text, "window")
         end = now_ns // HOUR_NS * HOUR_NS + HOUR_NS
@@ -80,5 +83,6 @@ def parse(window: str | None, step: str | None, now_ns: int) -> CostWindow:
     return CostWindow(start, end, step_ns)
 
 
+@lru_cache(maxsize=65536)
 def iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -43,7 +44,7 @@ def allocation(cursor: duckdb.DuckDBPyConnection, q: Mapping[str, str]) -> dict[
     if share not in query.SHARE:
         raise BadRequest(f"shareIdle must be none, even or weighted, got {share[:20]!r}")
     step = None if _flag(q, "accumulate") else q.get("step")
-    window = cost_window.parse(q.get("window"), step, time.time_ns())
+    window = cost_window.parse(q.get("window", "7d"), step, time.time_ns())
     request = query.AllocationQuery(
         window=window,
         aggregate=query.parse_aggregate(q.get("aggregate")),
@@ -88,8 +89,12 @@ def imports(cursor: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "periods, (SELECT count(*) FROM billing_rows b WHERE b.import_id = i.import_id) "
         "FROM billing_imports i ORDER BY import_id"
     ).fetchall()
-    keys = ("import_id", "file", "imported_at", "rows", "replaced_rows", "periods", "rows_kept")
-    return {"imports": [dict(zip(keys, row, strict=True)) for row in rows]}
+    keys = ("import_id", "file", "imported_at", "rows", "replaced_rows", "billing_periods",
+            "rows_kept")  # fmt: skip
+    found = [dict(zip(keys, row, strict=True)) for row in rows]
+    for entry in found:
+        entry["billing_periods"] = json.loads(entry["billing_periods"])
+    return {"imports": found}
 
 
 def prices(cursor: duckdb.DuckDBPyConnection) -> dict[str, Any]:

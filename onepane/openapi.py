@@ -328,6 +328,185 @@ _GPU_PATHS = {
 }
 
 
+_COST_WINDOW = _query(
+    "window",
+    "7d, 24h, today, yesterday, week, lastweek, month, lastmonth, or START,END (ISO 8601 or "
+    "Unix seconds); durations end with the current hour",
+)
+_ALLOCATION_NUMBERS = (
+    "cpuCores", "cpuCoreRequestAverage", "cpuCoreUsageAverage", "cpuCoreHours", "cpuCost",
+    "cpuCostAdjustment", "cpuEfficiency", "gpuCount", "gpuHours", "gpuCost", "gpuCostAdjustment",
+    "networkCost", "loadBalancerCost", "pvCost", "pvBytes", "ramBytes",
+    "ramByteRequestAverage", "ramByteUsageAverage", "ramByteHours", "ramCost",
+    "ramCostAdjustment", "ramEfficiency", "sharedCost", "externalCost", "totalCost",
+    "totalEfficiency",
+)  # fmt: skip
+_PARTS = ("discounts", "price_difference", "not_billed", "other")
+_ALLOCATION = {
+    "type": "object",
+    "description": "One allocation, as OpenCost's /allocation gives it, plus Onepane's "
+    "gpuIdleCost, gpuUtilization, priceSources and priceVersions",
+    "properties": {
+        "name": {"type": "string"},
+        "properties": {"type": "object"},
+        "window": {
+            "type": "object",
+            "properties": {"start": {"type": "string"}, "end": {"type": "string"}},
+        },
+        "start": {"type": "string"},
+        "end": {"type": "string"},
+        "minutes": {"type": "number"},
+        **{key: {"type": "number"} for key in _ALLOCATION_NUMBERS},
+        "gpuUtilization": {"type": ["number", "null"], "description": "0-1; null: unmeasured"},
+        "gpuIdleCost": {
+            "type": ["number", "null"],
+            "description": "GPU cost × (1 − measured utilisation); null: GPU time unmeasured",
+        },
+        "priceSources": {"type": "array", "items": {"type": "string"}},
+        "priceVersions": {"type": "array", "items": {"type": "integer"}},
+    },
+}
+_RECONCILE_FIGURES = {
+    "allocated": {"type": ["number", "null"]},
+    "billed": {"type": ["number", "null"], "description": "EffectiveCost; null: not billed"},
+    "gap": {"type": ["number", "null"], "description": "billed - allocated"},
+    "gap_pct": {"type": ["number", "null"]},
+    "scale_factor": {"type": ["number", "null"], "description": "billed / allocated"},
+}
+
+
+def _post(summary: str, parameters: list[dict[str, Any]], status: str, schema: dict) -> dict:
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": parameters,
+            "responses": {
+                status: {
+                    "description": summary,
+                    "content": {"application/json": {"schema": schema}},
+                },
+                "400": _ERROR,
+            },
+        }
+    }
+
+
+_COST_PATHS = {
+    "/api/v1/allocation": _get(
+        "Cost allocation in OpenCost's /allocation shape: one set of allocations per step, "
+        "by workload, team, kind, namespace, node, pod or label (also at /allocation)",
+        [
+            {**_COST_WINDOW, "description": f"{_COST_WINDOW['description']} (7d)"},
+            _query(
+                "aggregate",
+                "workload (default), controller, namespace, team, kind, node, pod, "
+                "controllerKind or label:KEY; several joined by commas",
+            ),
+            _query("step", "one set per step, at least 1h (default: the whole window)"),
+            _query("idle", "true: add __idle__, what the nodes cost beyond the allocations"),
+            _query("includeIdle", "the same as idle"),
+            _query(
+                "shareIdle",
+                "share the idle cost out over the allocations instead (sharedCost)",
+                {"type": "string", "enum": ["none", "false", "even", "weighted", "true"]},
+            ),
+            _query("reconcile", "true: scale each node's day to its imported FOCUS bill"),
+            _query("accumulate", "true: one set for the whole window, whatever the step"),
+            _query("resolution", "accepted for OpenCost clients; costs are hourly"),
+        ],
+        {
+            "type": "object",
+            "properties": {
+                "code": {"type": "integer"},
+                "status": {"type": "string"},
+                "data": {
+                    "type": "array",
+                    "description": "one set per step: allocation name -> allocation",
+                    "items": {"type": "object", "additionalProperties": _ALLOCATION},
+                },
+            },
+        },
+    ),
+    "/api/v1/unit-costs": _get(
+        "Unit cost per workload, step and version: per 1k requests, 1k predictions, 1M "
+        "tokens or run",
+        [
+            {**_COST_WINDOW, "description": f"{_COST_WINDOW['description']} (7d)"},
+            _query("step", "one figure per step, at least 1h (default: the whole window)"),
+            _query("workload", "only this workload (namespace/name)"),
+            _query(
+                "by",
+                "version (default) or workload (versions merged)",
+                {"type": "string", "enum": ["version", "workload"]},
+            ),
+        ],
+        _list_of("unit_costs", {"type": "object"}),
+    ),
+    "/api/v1/reconciliation": _get(
+        "Allocated vs billed (FOCUS EffectiveCost) per day and node, the gap and the parts "
+        "that explain it, and the bill rows that match no node",
+        [{**_COST_WINDOW, "description": f"{_COST_WINDOW['description']} (30d)"}],
+        {
+            "type": "object",
+            "properties": {
+                "window": {"type": "object"},
+                "totals": {"type": "object", "properties": _RECONCILE_FIGURES},
+                "days": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "date": {"type": "string"},
+                            **_RECONCILE_FIGURES,
+                            "explained": {
+                                "type": "object",
+                                "description": "parts that add up to the gap",
+                                "properties": {k: {"type": "number"} for k in _PARTS},
+                            },
+                            "nodes": {"type": "array", "items": {"type": "object"}},
+                        },
+                    },
+                },
+                "nodes": {"type": "array", "items": {"type": "object"}},
+                "unmatched_billing": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+    ),
+    "/api/v1/billing/imports": {
+        **_get("The FOCUS bills imported", [], _list_of("imports", {"type": "object"})),
+        **_post(
+            "Import a FOCUS billing export (CSV or Parquet, the request body), checked whole: "
+            "one bad row rejects the file; a billing period imported again is replaced",
+            [_query("filename", "the file's name, kept with the import")],
+            "201",
+            {"type": "object"},
+        ),
+    },
+    "/api/v1/prices": _get(
+        "Every price version: valid from, currency, and its rules with their sources",
+        [],
+        _list_of("versions", {"type": "object"}),
+    ),
+    "/api/v1/workloads": _get(
+        "Kind, team and unit per workload, and where the kind came from: catalog, label, "
+        "inferred or default",
+        [],
+        _list_of("workloads", {"type": "object"}),
+    ),
+    "/api/v1/cost/rollup": {
+        "post": {
+            "summary": "Bring the hourly costs up to date now",
+            "responses": {
+                "200": {
+                    "description": "What the rollup computed",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    },
+}
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document served at /api/v1/openapi.json."""
     return {
@@ -335,7 +514,8 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "Onepane API",
             "version": __version__,
-            "description": "Trace search and lookup, OTLP metrics and logs, and health of an "
+            "description": "Trace search and lookup, OTLP metrics and logs, GPUs and the "
+            "Kubernetes inventory, cost allocation and reconciliation, and health of an "
             "Onepane server.",
         },
         "paths": {
@@ -370,6 +550,7 @@ def document() -> dict[str, Any]:
             },
             **_METRIC_PATHS,
             **_GPU_PATHS,
+            **_COST_PATHS,
             "/healthz": {
                 "get": {
                     "summary": "Liveness and write-queue state",

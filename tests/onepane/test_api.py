@@ -148,9 +148,9 @@ def test_openapi_document_describes_the_live_api(server) -> None:
     [parameter] = lookup["parameters"]
     assert (parameter["name"], parameter["in"], parameter["required"]) == ("trace_id", "path", True)
 
-    # Every fixed path it documents answers 200.
-    for path in spec["paths"]:
-        if "{" not in path:
+    # Every fixed path it documents for GET answers 200.
+    for path, operations in spec["paths"].items():
+        if "{" not in path and "get" in operations:
             with urllib.request.urlopen(server.api_url + path, timeout=30) as response:
                 assert response.status == 200, path
 
