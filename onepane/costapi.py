@@ -83,15 +83,27 @@ def import_bill(
     return apply(lambda conn: billing.store(conn, parsed, filename, now), parsed.rows.num_rows)
 
 
+_ISO = "'%Y-%m-%dT%H:%M:%SZ'"
+
+
+def _dicts(
+    cursor: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Rows of ``sql`` as dicts keyed by the column names (the SQL's aliases)."""
+    cursor.execute(sql, params or {})
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
 def imports(cursor: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    rows = cursor.execute(
-        "SELECT import_id, file, strftime(imported_at, '%Y-%m-%dT%H:%M:%SZ'), rows, replaced, "
-        "periods, (SELECT count(*) FROM billing_rows b WHERE b.import_id = i.import_id) "
-        "FROM billing_imports i ORDER BY import_id"
-    ).fetchall()
-    keys = ("import_id", "file", "imported_at", "rows", "replaced_rows", "billing_periods",
-            "rows_kept")  # fmt: skip
-    found = [dict(zip(keys, row, strict=True)) for row in rows]
+    """``GET /api/v1/billing/imports``: every import, with the rows it still holds."""
+    found = _dicts(
+        cursor,
+        f"SELECT import_id, file, strftime(imported_at, {_ISO}) AS imported_at, rows, "
+        "replaced AS replaced_rows, periods AS billing_periods, "
+        "(SELECT count(*) FROM billing_rows b WHERE b.import_id = i.import_id) AS rows_kept "
+        "FROM billing_imports i ORDER BY import_id",
+    )
     for entry in found:
         entry["billing_periods"] = json.loads(entry["billing_periods"])
     return {"imports": found}
@@ -99,39 +111,31 @@ def imports(cursor: duckdb.DuckDBPyConnection) -> dict[str, Any]:
 
 def prices(cursor: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """``GET /api/v1/prices``: every price version and its rules."""
-    versions = []
-    for version, valid_from, loaded_at, currency in cursor.execute(
-        "SELECT version, strftime(valid_from, '%Y-%m-%dT%H:%M:%SZ'), "
-        "strftime(loaded_at, '%Y-%m-%dT%H:%M:%SZ'), currency FROM price_versions ORDER BY version"
-    ).fetchall():
-        rules = cursor.execute(
+    versions = _dicts(
+        cursor,
+        f"SELECT version, strftime(valid_from, {_ISO}) AS valid_from, "
+        f"strftime(loaded_at, {_ISO}) AS loaded_at, currency FROM price_versions ORDER BY version",
+    )
+    for version in versions:
+        version["rules"] = _dicts(
+            cursor,
             "SELECT asset_class, match_field, match_value, region, capacity_type, hourly, source "
             "FROM prices WHERE version = $v ORDER BY rule",
-            {"v": version},
-        ).fetchall()
-        keys = ("asset_class", "match_field", "match_value", "region", "capacity_type",
-                "hourly", "source")  # fmt: skip
-        versions.append(
-            {
-                "version": version,
-                "valid_from": valid_from,
-                "loaded_at": loaded_at,
-                "currency": currency,
-                "rules": [dict(zip(keys, r, strict=True)) for r in rules],
-            }
+            {"v": version["version"]},
         )
     return {"versions": versions}
 
 
 def workloads(cursor: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """``GET /api/v1/workloads``: kind, team and unit per workload, and where they came from."""
-    rows = cursor.execute(
-        "SELECT workload, kind, kind_source, team, unit, "
-        "strftime(first_seen, '%Y-%m-%dT%H:%M:%SZ'), strftime(last_seen, '%Y-%m-%dT%H:%M:%SZ') "
-        "FROM workload_identity ORDER BY workload"
-    ).fetchall()
-    keys = ("workload", "kind", "kind_source", "team", "unit", "first_seen", "last_seen")
-    return {"workloads": [dict(zip(keys, row, strict=True)) for row in rows]}
+    return {
+        "workloads": _dicts(
+            cursor,
+            "SELECT workload, kind, kind_source, team, unit, "
+            f"strftime(first_seen, {_ISO}) AS first_seen, strftime(last_seen, {_ISO}) AS last_seen "
+            "FROM workload_identity ORDER BY workload",
+        )
+    }
 
 
 _GPU_IDLE = """
