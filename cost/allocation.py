@@ -181,10 +181,10 @@ SELECT make_timestamp_ns(nc.hour_ns), nc.node, nc.instance_type, nc.capacity_typ
        nc.provider_id, nc.hours, nc.cpu_cores, nc.ram_bytes, nc.gpus,
        nc.cpu_cost + nc.ram_cost + nc.gpu_cost, nc.cpu_cost, nc.ram_cost, nc.gpu_cost,
        coalesce(a.cpu, 0), coalesce(a.ram, 0), coalesce(a.gpu, 0),
-       nc.cpu_cost - coalesce(a.cpu, 0), nc.ram_cost - coalesce(a.ram, 0),
-       nc.gpu_cost - coalesce(a.gpu, 0),
-       nc.cpu_cost + nc.ram_cost + nc.gpu_cost
-           - coalesce(a.cpu, 0) - coalesce(a.ram, 0) - coalesce(a.gpu, 0),
+       idle_of(nc.cpu_cost - coalesce(a.cpu, 0)), idle_of(nc.ram_cost - coalesce(a.ram, 0)),
+       idle_of(nc.gpu_cost - coalesce(a.gpu, 0)),
+       idle_of(nc.cpu_cost + nc.ram_cost + nc.gpu_cost
+               - coalesce(a.cpu, 0) - coalesce(a.ram, 0) - coalesce(a.gpu, 0)),
        nc.version, nc.source
 FROM node_costs nc LEFT JOIN allocated a ON a.node = nc.node AND a.hour_ns = nc.hour_ns
 """

@@ -8,8 +8,11 @@
 
 The unit follows the workload's kind; ``unit:`` in the catalog overrides it. A version's
 cost is the cost of the pods that served it (a pod's version is the ``service.version``
-on most of its spans in that hour); pods that sent no spans in an hour are counted in the
-workload's cost under version ``null``.
+on most of its spans in that hour, else in the window: an hour without traffic still
+costs its version); pods that sent no spans in the window are counted in the workload's
+cost under version ``null``. Spans that name no pod (no ``k8s.pod.name``) do
+not say which pod served them: when those of a workload's hour all carry one version,
+the pods without a version of their own are counted under it.
 """
 
 from __future__ import annotations
@@ -43,11 +46,23 @@ pod_version AS (
     SELECT hour, workload, namespace, pod, arg_max(version, spans) AS version
     FROM counted WHERE pod IS NOT NULL GROUP BY ALL
 ),
+pod_version_window AS (  -- what a pod served over the window, for its hours without spans
+    SELECT workload, namespace, pod, arg_max(version, spans) AS version
+    FROM counted WHERE pod IS NOT NULL GROUP BY ALL
+),
+workload_version AS (  -- spans without a pod, all of one version: the version served
+    SELECT hour, workload, any_value(version) AS version
+    FROM counted WHERE pod IS NULL
+    GROUP BY ALL HAVING count(DISTINCT version) = 1 AND count(version) = count(*)
+),
 version_cost AS (
     SELECT c.hour, c.workload, {version_pv} AS version, sum(c.cost) AS cost
     FROM pod_cost c
     LEFT JOIN pod_version v ON v.hour = c.hour AND v.workload = c.workload
                            AND v.namespace = c.namespace AND v.pod = c.pod
+    LEFT JOIN workload_version wv ON wv.hour = c.hour AND wv.workload = c.workload
+    LEFT JOIN pod_version_window pw ON pw.workload = c.workload AND pw.namespace = c.namespace
+                                   AND pw.pod = c.pod
     GROUP BY ALL
 ),
 version_counts AS (
@@ -98,7 +113,7 @@ def unit_costs(
     by_version: bool = True,
 ) -> list[dict[str, Any]]:
     """One entry per workload, step (and version): its cost, its count of units, their ratio."""
-    version = "v.version" if by_version else "NULL::VARCHAR"
+    version = "coalesce(v.version, wv.version, pw.version)" if by_version else "NULL::VARCHAR"
     sql = _SQL.format(
         version_pv=version, version_c="version" if by_version else "NULL::VARCHAR", hour=HOUR_NS
     )

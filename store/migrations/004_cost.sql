@@ -84,6 +84,9 @@ CREATE TABLE cost_node_hours (
     price_source        VARCHAR NOT NULL
 );
 
+-- A node's idle cost: float noise below zero (−1e-17 on a full node) is zero.
+CREATE MACRO idle_of(x) AS CASE WHEN x < 0 AND x > -1e-9 THEN 0.0 ELSE x END;
+
 -- What unit costs divide by, per hour, workload, version and pod (from spans).
 CREATE TABLE workload_hour_counts (
     hour           TIMESTAMP_NS NOT NULL,
