@@ -214,7 +214,7 @@ def test_bad_yaml_names_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("- gpu\n- kubernetes\n", "must be a mapping of sections: gpu, kubernetes, pricing, catalog, cost"),
+        ("- gpu\n- kubernetes\n", "must be a mapping of sections: gpu, kubernetes, pricing"),
         ("gpu: [gpu-node-1:9400]\n", "gpu must be a mapping"),
         ("gpu:\n  targets: gpu-node-1:9400\n", "gpu.targets must be a list of URLs"),
     ],
