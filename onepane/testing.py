@@ -17,9 +17,12 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 _READY = re.compile(r"OTLP/HTTP on (http://\S+), OTLP/gRPC on (\S+), API on (http://\S+),")
 
@@ -128,3 +131,18 @@ def serve_once(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
         "serve", "--db", str(db), "--otlp-http-port", "0", "--otlp-grpc-port", "0",
         "--api-port", "0", *args,
     )  # fmt: skip
+
+
+def wait_for(
+    what: str, read: Callable[[], Any], ok: Callable[[Any], Any], seconds: float = 30.0
+) -> Any:
+    """``read()`` again until ``ok`` of it holds; its value. Fails naming ``what`` and the
+    last value seen after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = read()
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {seconds:.0f} s; last seen: {value!r}")
+        time.sleep(0.1)

@@ -17,10 +17,9 @@ from typing import Any
 import pytest
 
 from onepane import kubesim
-from onepane.testing import LiveServer
+from onepane.testing import LiveServer, wait_for
 
 SECOND = 1_000_000_000
-DEADLINE_S = 10.0
 Row = dict[str, Any]
 
 
@@ -116,17 +115,6 @@ def serve(start_server: Callable[..., LiveServer], cluster: Cluster) -> Callable
         return server
 
     return start
-
-
-def wait_for(what: str, read: Callable[[], Any], ok: Callable[[Any], Any]) -> Any:
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        value = read()
-        if ok(value):
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {DEADLINE_S:.0f} s; last seen: {value!r}")
-        time.sleep(0.1)
 
 
 def pods(server: LiveServer) -> list[Row]:

@@ -31,7 +31,7 @@ import jsonschema
 import pytest
 
 from onepane import kubesim
-from onepane.testing import LiveServer
+from onepane.testing import LiveServer, wait_for
 
 S = 1_000_000_000
 HOUR, DAY = 3600, 86400
@@ -194,17 +194,6 @@ def focus_bill(day0: int) -> bytes:
     return out.getvalue().encode()
 
 
-def wait_until(what: str, read: Any, ok: Any, seconds: float = 20.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        value = read()
-        if ok(value):
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {seconds:.0f} s; last seen: {value!r}")
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp: Path = tmp_path_factory.mktemp("cost_api")
@@ -219,14 +208,14 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         "--kube-api", sim.server.url,
     )  # fmt: skip
     try:
-        wait_until(
+        wait_for(
             "pods listed",
             lambda: server.get_json("/api/v1/k8s/pods?since=30d")[1].get("pods", []),
             lambda pods: len(pods) == 5,
         )
         # The server rolls up once by itself when the inventory has synced; after that and
         # this explicit run, nothing changes the costs (the next run is an hour away).
-        wait_until(
+        wait_for(
             "the server's own first rollup",
             lambda: server.get_json("/api/v1/allocation?window=1h")[1].get("data", [{}]),
             lambda data: bool(data[0]),

@@ -28,7 +28,7 @@ from onepane.demo import DemoCompany, DemoConfig
 from onepane.demo_bill import SAVINGS_PLAN_DISCOUNT
 from onepane.demo_cluster import GPU_NODES, DemoCluster
 from onepane.kubesim import instance_id
-from onepane.testing import LiveServer, run_onepane
+from onepane.testing import LiveServer, run_onepane, wait_for
 
 HOUR, DAY = 3600, 86400
 DEMO_CONFIG = Path(demo_cluster.__file__).with_name("demo.yaml")  # what `onepane up --demo` reads
@@ -85,17 +85,6 @@ def free_ports(count: int) -> list[int]:
             probe.close()
 
 
-def wait_until(what: str, read: Any, ok: Any, seconds: float = 30.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        value = read()
-        if ok(value):
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {seconds:.0f} s; last seen: {value!r}")
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     tmp: Path = tmp_path_factory.mktemp("cost_cli")
@@ -121,12 +110,12 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         company.force_flush()
         cluster.tick(elapsed_s=150.0)  # the company's noon
         cluster.serve(kube_port=kube_port, dcgm_port=dcgm_port)
-        wait_until(
+        wait_for(
             "the demo's pods listed",
             lambda: server.get_json("/api/v1/k8s/pods?since=30d")[1].get("pods", []),
             lambda pods: len(pods) == 6,
         )
-        wait_until(
+        wait_for(
             "the checkouts stored",
             lambda: server.get_json("/api/v1/traces?service=checkout-api&limit=100&since=1h")[1],
             lambda body: len(body.get("traces", [])) == 20,
@@ -136,7 +125,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         assert imported["rows"] > 0
         # The server rolls up once by itself when the inventory has synced; after that and
         # this explicit run, nothing changes the costs (the next run is an hour away).
-        wait_until(
+        wait_for(
             "the server's own first rollup",
             lambda: server.get_json("/api/v1/allocation?window=1h")[1].get("data", [{}]),
             lambda data: bool(data[0]),

@@ -34,13 +34,12 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind
 
 from onepane import kubesim
-from onepane.testing import LiveServer, run_onepane
+from onepane.testing import LiveServer, run_onepane, wait_for
 
 S = 1_000_000_000
 HOUR = 3600 * S
 MS = 1_000_000
 REL = 1e-9
-DEADLINE_S = 15.0
 CPU, RAM, GPU = 0.05, 0.01, 2.0  # per core-hour, GiB-hour, GPU-hour
 
 CONFIG = """
@@ -220,17 +219,6 @@ def send_gpu_utilisation(server: LiveServer, pod: tuple[Any, ...], percents: lis
         assert provider.force_flush(30_000), "the metric export failed"
     reading.append(None)  # shutting down collects once more: report nothing then
     provider.shutdown()
-
-
-def wait_for(what: str, read: Any, ok: Any) -> Any:
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        value = read()
-        if ok(value):
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {DEADLINE_S:.0f} s; last seen: {value!r}")
-        time.sleep(0.2)
 
 
 def get(server: LiveServer, path: str, **query: str) -> dict[str, Any]:
