@@ -6,6 +6,8 @@ Each request reads through its own DuckDB cursor, so reads never wait for the wr
 
 from __future__ import annotations
 
+import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,15 +15,25 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
-from onepane import costapi, httpbase, metrics, openapi
-from onepane.errors import Ambiguous, BadRequest, NotFound, OnepaneError, PayloadTooLarge
+from onepane import costapi, gateapi, httpbase, metrics, openapi
+from onepane.errors import (
+    Ambiguous,
+    BadRequest,
+    ConfigError,
+    NotFound,
+    OnepaneError,
+    PayloadTooLarge,
+)
 from store import gpu, inventory, logs, search, traces
 from store import metrics as metric_store
 from store.db import ReadCursors
 from store.window import Window, window
 
+log = logging.getLogger(__name__)
+
 JSON = "application/json"
 MAX_BILL_BYTES = 512 * 1024 * 1024
+MAX_GATE_BYTES = 16 * 1024 * 1024
 _SEARCH_PARAMS = {
     *search.COLUMN_FILTERS,
     "min_duration_ms",
@@ -58,6 +70,7 @@ class ApiContext:
     collectors: Callable[[], dict[str, Any]] = dict
     apply: Callable[[Callable[[Any], Any], int], Any] | None = None  # write, wait for commit
     rollup: Callable[[], dict[str, Any]] | None = None  # bring hourly costs up to date now
+    gate: gateapi.GateService | None = None
 
 
 class ApiHandler(httpbase.Handler):
@@ -78,8 +91,14 @@ class ApiHandler(httpbase.Handler):
             self._json(409, {"error": str(exc), "matches": exc.matches})
         except OnepaneError as exc:
             self._json(503, {"error": str(exc)})
+        except Exception as exc:  # a bug: answer it, log it, keep serving
+            self._internal_error(exc)
 
     do_HEAD = do_GET
+
+    def _internal_error(self, exc: Exception) -> None:
+        log.exception("API %s %s failed", self.command, self.path[:200])
+        self._json(500, {"error": f"internal error: {type(exc).__name__}: {exc}"[:500]})
 
     def do_POST(self) -> None:
         parts = urlsplit(self.path)
@@ -93,6 +112,8 @@ class ApiHandler(httpbase.Handler):
                 self._read(lambda c: costapi.import_bill(c, ctx.apply, data, name), status=201)
             elif path == "/api/v1/cost/rollup" and ctx.rollup is not None:
                 self._json(200, ctx.rollup())
+            elif path.startswith("/api/v1/gate/") and ctx.gate is not None:
+                self._gate_post(path, ctx.gate)
             else:
                 raise NotFound(f"no API route POST {path}; see /api/v1/openapi.json")
         except BadRequest as exc:
@@ -103,6 +124,8 @@ class ApiHandler(httpbase.Handler):
             self._json(413, {"error": str(exc)})
         except OnepaneError as exc:
             self._json(503, {"error": str(exc)})
+        except Exception as exc:  # a bug: answer it, log it, keep serving
+            self._internal_error(exc)
 
     def _route(self, path: str) -> None:
         ctx = self.server.context
@@ -141,6 +164,8 @@ class ApiHandler(httpbase.Handler):
             self._read(lambda cursor: {"nodes": inventory.nodes(cursor, self._window())})
         elif path == "/api/v1/collectors":
             self._json(200, ctx.collectors())
+        elif path.startswith(("/api/v1/gate/", "/api/v1/deployments")) and ctx.gate is not None:
+            self._gate_get(path, ctx.gate)
         elif path in _COST_ROUTES:
             query, allowed = _COST_ROUTES[path]
             if allowed is not None:
@@ -148,6 +173,36 @@ class ApiHandler(httpbase.Handler):
             self._read(lambda cursor: query(cursor, self.query))
         else:
             raise NotFound(f"no API route {path}; see /api/v1/openapi.json")
+
+    def _gate_get(self, path: str, gate: gateapi.GateService) -> None:
+        if path == "/api/v1/gate/verify":
+            costapi.check_params(self.query_lists, gateapi.VERIFY_PARAMS)
+            self._json(200, gate.verify(self.query))
+        elif path == "/api/v1/gate/decisions":
+            self._json(200, gate.decisions(self.query))
+        elif path.startswith("/api/v1/gate/decisions/"):
+            self._json(200, gate.decision(path.removeprefix("/api/v1/gate/decisions/")))
+        elif path == "/api/v1/deployments":
+            self._json(200, gate.deployments(self.query))
+        else:
+            raise NotFound(f"no API route {path}; see /api/v1/openapi.json")
+
+    def _gate_post(self, path: str, gate: gateapi.GateService) -> None:
+        body = self.read_body(MAX_GATE_BYTES)
+        if path == "/api/v1/gate/check":
+            try:
+                document = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise BadRequest(f"the body is not JSON: {exc}") from None
+            if not isinstance(document, dict):
+                raise BadRequest("the body must be a JSON object; see /api/v1/openapi.json")
+            self._json(200, gate.check(document))
+        elif path == "/api/v1/gate/verify":
+            self._json(200, gate.verify(self.query))
+        elif path == "/api/v1/gate/admission":
+            self._json(200, gate.admission(body))
+        else:
+            raise NotFound(f"no API route POST {path}; see /api/v1/openapi.json")
 
     def _read(self, query: Callable[[Any], Any], status: int = 200) -> None:
         """Answer with ``query`` run on a cursor of its own."""
@@ -270,3 +325,52 @@ class ApiServer(httpbase.Server):
     def __init__(self, address: tuple[str, int], context: ApiContext) -> None:
         super().__init__(address, ApiHandler)
         self.context = context
+
+
+class AdmissionHandler(httpbase.Handler):
+    """The webhook's TLS listener: AdmissionReview v1 by POST to /validate."""
+
+    server: AdmissionServer
+
+    def setup(self) -> None:
+        self.request.settimeout(httpbase.SOCKET_TIMEOUT_S)
+        self.request.do_handshake()  # in this request's thread, not the accept loop
+        super().setup()
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path.rstrip("/")
+        try:
+            if path not in ("/validate", ""):
+                raise NotFound(f"no webhook at {path}; the API server must call /validate")
+            body = self.read_body(MAX_GATE_BYTES)
+            self.send_body(200, orjson.dumps(self.server.gate.admission(body)), JSON)
+        except BadRequest as exc:
+            self.send_body(400, orjson.dumps({"error": str(exc)}), JSON)
+        except NotFound as exc:
+            self.send_body(404, orjson.dumps({"error": str(exc)}), JSON)
+        except PayloadTooLarge as exc:
+            self.send_body(413, orjson.dumps({"error": str(exc)}), JSON)
+
+
+class AdmissionServer(httpbase.Server):
+    """HTTPS with the configured certificate and key."""
+
+    def __init__(
+        self, address: tuple[str, int], gate: gateapi.GateService, tls: gateapi.AdmissionConfig
+    ) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(tls.cert, tls.key)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"cannot use {tls.cert} and {tls.key} for the admission webhook: {exc}"
+            ) from None
+        super().__init__(address, AdmissionHandler)
+        self.socket = context.wrap_socket(
+            self.socket, server_side=True, do_handshake_on_connect=False
+        )
+        self.gate = gate
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that fails the TLS handshake or hangs up is not the server's error."""

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deploy_hooks import cli as gatecli
 from onepane import __version__, costcli, tracecli
 from onepane.errors import ConfigError, OnepaneError
 from store.db import MEMORY_LIMIT
@@ -103,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_run_demo)
     tracecli.add_commands(commands)
     costcli.add_commands(commands)
+    gatecli.add_commands(commands)
     return parser
 
 
@@ -182,7 +184,7 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace) -> ServeConfig:
-    from onepane.config import DEFAULT_PATH, collectors_config, cost_config, read_file
+    from onepane.config import DEFAULT_PATH, collectors_config, cost_config, gate_config, read_file
     from onepane.server import ServeConfig
 
     if args.queue_rows < 1:
@@ -194,7 +196,10 @@ def _config(args: argparse.Namespace) -> ServeConfig:
     if args.decoders is not None and args.decoders < 0:
         raise ConfigError("--decoders must be 0 or more")
     demo = getattr(args, "demo", False) and args.config is None
-    document = read_file(DEMO_CONFIG if demo else args.config)
+    path = DEMO_CONFIG if demo else args.config
+    document = read_file(path)
+    if path is None and DEFAULT_PATH.exists():
+        path = DEFAULT_PATH
     return ServeConfig(
         db=args.db,
         host=args.host,
@@ -208,6 +213,7 @@ def _config(args: argparse.Namespace) -> ServeConfig:
         db_threads=args.db_threads,
         checkpoint_wal_bytes=args.checkpoint_wal_mb * 1024 * 1024,
         cost=cost_config(document, (args.config or DEFAULT_PATH).parent),
+        gate=gate_config(document, path),
         collectors=collectors_config(
             document,
             targets=args.gpu_target,

@@ -19,6 +19,17 @@
       rollup_interval: 60s          # how often hourly costs are brought up to date
       backfill: 30d                 # how far back the first rollup goes
       final_after: 1h               # an hour's costs are final this long after it ends
+    gate:
+      environment: production       # the default for `onepane gate --env`
+      observe: 7d                   # throughput and current release: this far back
+      verify_window: 30m            # `onepane gate verify`: the canary's window
+      min_units: 100                # verify: fewer requests/predictions is too few to judge
+      policy: ...                   # thresholds: see deploy_hooks/policy.py
+      admission:                    # the ValidatingAdmissionWebhook's TLS listener
+        listen: 0.0.0.0:8443
+        cert: /etc/onepane/tls.crt
+        key: /etc/onepane/tls.key
+        failure: closed             # open | closed: when the gate cannot decide
 
 Flags on the command line win over the file. Unknown keys are errors, so a typo is never
 silently ignored.
@@ -37,7 +48,9 @@ from collectors.gpu.scraper import ScrapeConfig, parse_targets
 from collectors.k8s.inventory import KubeConfig
 from cost import catalog, pricing
 from cost.rollup import RollupConfig
+from deploy_hooks import policy, yamldoc
 from onepane.errors import BadRequest, ConfigError
+from onepane.gateapi import AdmissionConfig, GateConfig
 from store.window import parse_duration
 
 DEFAULT_PATH = Path("onepane.yaml")
@@ -47,7 +60,9 @@ _SECTIONS: dict[str, set[str] | None] = {  # None: the section checks its own ke
     "pricing": None,
     "catalog": None,
     "cost": {"rollup_interval", "backfill", "final_after"},
+    "gate": {"environment", "observe", "verify_window", "min_units", "policy", "admission"},
 }
+_ADMISSION_KEYS = {"listen", "cert", "key", "failure"}
 
 
 @dataclass(frozen=True)
@@ -166,3 +181,61 @@ def collectors_config(
     nvml_on = nvml or bool(gpu.get("nvml", False))
     nvml_interval = _seconds(gpu.get("nvml_interval", interval), "nvml_interval")
     return CollectorsConfig(scrape, k8s, nvml_interval if nvml_on else None)
+
+
+def gate_config(file: Mapping[str, Any], path: Path | None) -> GateConfig:
+    """The ``gate`` section: policy (read again for its line numbers), admission listener."""
+    section = file.get("gate") or {}
+    if not section:
+        return GateConfig()
+    rules = policy.EMPTY
+    if section.get("policy") is not None:
+        source = str(path) if path is not None else "onepane.yaml"
+        text = path.read_text() if path is not None else yaml.safe_dump(dict(file))
+        rules = policy.parse(yamldoc.load(text, source), ("gate", "policy"))
+    for key in ("observe", "verify_window"):
+        if key in section:
+            _seconds(section[key], f"gate.{key}")
+    min_units = section.get("min_units", 100)
+    if isinstance(min_units, bool) or not isinstance(min_units, int) or min_units < 1:
+        raise ConfigError(f"gate.min_units must be a whole number of at least 1, got {min_units!r}")
+    admission, fail_open = _admission(section.get("admission"), path)
+    return GateConfig(
+        policy=rules,
+        environment=str(section.get("environment") or "production"),
+        observe=str(section.get("observe", "7d")),
+        verify_window=str(section.get("verify_window", "30m")),
+        min_units=min_units,
+        admission=admission,
+        fail_open=fail_open,
+    )
+
+
+def _admission(section: Any, path: Path | None) -> tuple[AdmissionConfig | None, bool]:
+    if section is None:
+        return None, False
+    if not isinstance(section, dict):
+        raise ConfigError("gate.admission must be a mapping of listen, cert, key, failure")
+    unknown = set(section) - _ADMISSION_KEYS
+    if unknown:
+        raise ConfigError(f"unknown key gate.admission.{sorted(unknown)[0]}; "
+                          f"use {', '.join(sorted(_ADMISSION_KEYS))}")  # fmt: skip
+    failure = section.get("failure", "closed")
+    if failure not in ("open", "closed"):
+        raise ConfigError(f"gate.admission.failure must be open or closed, got {failure!r}")
+    listen = str(section.get("listen") or "0.0.0.0:8443")
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"gate.admission.listen must be HOST:PORT, got {listen!r}")
+    base = path.parent if path is not None else Path(".")
+    files = []
+    for key in ("cert", "key"):
+        if not section.get(key):
+            raise ConfigError(f"gate.admission.{key} is required: the API server only calls "
+                              "webhooks over TLS")  # fmt: skip
+        file = base / Path(str(section[key])).expanduser()
+        if not file.is_file():
+            raise ConfigError(f"gate.admission.{key}: no file {file}")
+        files.append(file)
+    config = AdmissionConfig(host or "0.0.0.0", int(port), files[0], files[1], failure == "open")
+    return config, failure == "open"

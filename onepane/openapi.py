@@ -507,6 +507,115 @@ _COST_PATHS = {
 }
 
 
+_DECISION = {
+    "type": "object",
+    "description": "A gate decision: inputs, projected or observed figures, thresholds, verdict",
+    "properties": {
+        "decision_id": {"type": ["integer", "null"], "description": "null on a dry run"},
+        "action": {"type": "string", "enum": ["check", "verify", "admission"]},
+        "workload": {"type": "string"},
+        "version": {"type": ["string", "null"]},
+        "kind": {"type": "string", "enum": ["app", "model", "pipeline"]},
+        "team": {"type": ["string", "null"]},
+        "unit": {"type": "string"},
+        "environment": {"type": "string"},
+        "verdict": {"type": "string", "enum": ["pass", "blocked", "overridden", "undecided"]},
+        "exit_code": {"type": "integer", "enum": [0, 1, 2]},
+        "actor": {"type": ["string", "null"]},
+        "override_reason": {"type": ["string", "null"]},
+        "approver": {"type": ["string", "null"]},
+        "currency": {"type": "string"},
+        "checks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "threshold": {
+                        "type": "string",
+                        "enum": ["max_unit_cost", "max_increase", "max_monthly_cost"],
+                    },
+                    "limit": {"type": "number"},
+                    "limit_text": {"type": "string"},
+                    "source": {"type": "string", "description": "file, line and policy key"},
+                    "value": {"type": ["number", "null"]},
+                    "passed": {"type": ["boolean", "null"], "description": "null: not checked"},
+                    "detail": {"type": "string"},
+                },
+            },
+        },
+        "projection": {"type": "object", "description": "check and admission: projected cost"},
+        "observed": {"type": "object"},
+        "notes": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["action", "workload", "environment", "verdict", "exit_code", "checks"],
+}
+_VERIFY = [
+    {**_query("workload", "namespace/name"), "required": True},
+    {**_query("version", "the canary's service.version"), "required": True},
+    _query("window", "how far back to look (30m)"),
+    _query("environment", "the policy's environment (the server's default)"),
+    _query("min_units", "fewer requests/predictions than this: undecided (100)"),
+    _query("actor", "who asked, for the audit log"),
+]
+_AUDIT = [
+    _query("workload", "namespace/name"),
+    _query("version", "release version"),
+    _query("verdict", "pass, blocked, overridden or undecided"),
+    _query("action", "check, verify or admission"),
+    _query("environment", "environment"),
+    _query("team", "team"),
+    _query("kind", "app, model or pipeline"),
+    _query("since", "only the last 1h, 7d, ..."),
+    _query("limit", "at most this many, newest first (100)"),
+]
+_GATE_PATHS = {
+    "/api/v1/gate/check": _post(
+        "Decide on a release: project its cost from its manifests and apply the policy; the "
+        "decision is stored before it is answered",
+        [],
+        "200",
+        _DECISION,
+    ),
+    "/api/v1/gate/verify": {
+        **_get(
+            "A canary's observed unit cost against the policy; for an Argo Rollouts "
+            "AnalysisTemplate web metric (verdict: pass, blocked or undecided)",
+            _VERIFY,
+            _DECISION,
+        ),
+        **_post("The same as GET, for clients that must POST", _VERIFY, "200", _DECISION),
+    },
+    "/api/v1/gate/decisions": _get(
+        "The audit log: every gate decision, newest first", _AUDIT, _list_of("decisions", _DECISION)
+    ),
+    "/api/v1/gate/decisions/{decision_id}": {
+        "get": {
+            **_get("One gate decision", [], _DECISION)["get"],
+            "parameters": [
+                {
+                    "name": "decision_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "integer"},
+                }
+            ],
+        }
+    },
+    "/api/v1/deployments": _get(
+        "Releases the gate saw (check and admission), with their verdicts, newest first",
+        _AUDIT,
+        _list_of("deployments", {"type": "object"}),
+    ),
+    "/api/v1/gate/admission": _post(
+        "A Kubernetes AdmissionReview v1, answered with the same policy as a check (the TLS "
+        "listener in gate.admission serves it at /validate)",
+        [],
+        "200",
+        {"type": "object", "description": "AdmissionReview with response.allowed"},
+    ),
+}
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document served at /api/v1/openapi.json."""
     return {
@@ -551,6 +660,7 @@ def document() -> dict[str, Any]:
             **_METRIC_PATHS,
             **_GPU_PATHS,
             **_COST_PATHS,
+            **_GATE_PATHS,
             "/healthz": {
                 "get": {
                     "summary": "Liveness and write-queue state",

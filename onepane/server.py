@@ -22,9 +22,10 @@ from collectors.otlp.ingest import Ingest
 from cost import catalog, pricing
 from cost.rollup import Roller
 from onepane import costapi
-from onepane.api import ApiContext, ApiServer
+from onepane.api import AdmissionServer, ApiContext, ApiServer
 from onepane.config import CollectorsConfig, CostConfig
 from onepane.errors import ConfigError
+from onepane.gateapi import GateConfig, GateService
 from onepane.httpbase import Server
 from onepane.metrics import CollectorStatus, CostGauges, ServerMetrics
 from store import db, gpu
@@ -54,6 +55,7 @@ class ServeConfig:
     checkpoint_wal_bytes: int = CHECKPOINT_WAL_BYTES
     collectors: CollectorsConfig = field(default_factory=CollectorsConfig)
     cost: CostConfig = field(default_factory=CostConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
 
 
 class OnepaneServer:
@@ -107,8 +109,17 @@ class OnepaneServer:
             self.collector_status,
             apply=lambda write, rows: self.writer.apply(write, rows).result(300),
             rollup=self.roller.run_once,
+            gate=self.gate,
         )
         self.api = self._bind("API", config.api_port, lambda address: ApiServer(address, context))
+        self.admission = None
+        if config.gate.admission is not None:
+            tls = config.gate.admission
+            self.admission = self._bind(
+                "admission webhook",
+                tls.port,
+                lambda address: AdmissionServer((tls.host, address[1]), self.gate, tls),
+            )
 
     def _collectors(self, config: CollectorsConfig) -> None:
         """The GPU scraper, the NVML sampler and the Kubernetes inventory, as configured."""
@@ -125,6 +136,13 @@ class OnepaneServer:
             ready=lambda: self.inventory is None or self.inventory.synced(),
         )
         self.metrics.registry.register(CostGauges(lambda: self._read(costapi.gauges)))
+        self.gate = GateService(
+            self.config.gate,
+            self.config.cost.prices,
+            self.readers.cursor,
+            lambda write, rows: self.writer.apply(write, rows).result(300),
+            rollup=self.roller.run_once,
+        )
         if config.nvml_interval_s is not None:
             self.nvml = NvmlSampler(config.nvml_interval_s, self._store_gpu_points, self._pod)
         self.metrics.registry.register(
@@ -205,6 +223,8 @@ class OnepaneServer:
         self.otlp_http.serve_in_thread("onepane-otlp-http")
         self.otlp_grpc.start()
         self.api.serve_in_thread("onepane-api")
+        if self.admission is not None:
+            self.admission.serve_in_thread("onepane-admission")
         self.scraper.start()
         for collector in (self.inventory, self.nvml):
             if collector is not None:
@@ -214,7 +234,7 @@ class OnepaneServer:
 
     def _close_listeners(self) -> None:
         """Release whichever ports were bound (on a failed start)."""
-        for name in ("otlp_http", "api"):
+        for name in ("otlp_http", "api", "admission"):
             listener = getattr(self, name, None)
             if listener is not None:
                 listener.server_close()
@@ -232,6 +252,9 @@ class OnepaneServer:
         self.checkpointer.close()
         self.api.shutdown()
         self.api.server_close()
+        if self.admission is not None:
+            self.admission.shutdown()
+            self.admission.server_close()
         self.decoders.shutdown()
         self.close_store()
 

@@ -10,16 +10,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import orjson
-from kubernetes.utils.quantity import parse_quantity
+
+from collectors.k8s.resources import (
+    GPU_RESOURCES,
+    effective_resources,
+    gpu_amount,
+    quantity,
+)
 
 Obj = Mapping[str, Any]
 
-GPU_RESOURCES = ("nvidia.com/gpu", "nvidia.com/gpu.shared")
-_MIG_RESOURCE = re.compile(r"^nvidia\.com/mig-[0-9a-z.]+$")
 TEAM_LABELS = ("onepane.dev/team", "team")
 KIND_LABEL = "onepane.dev/kind"
 KINDS = ("app", "model", "pipeline")
@@ -47,16 +51,6 @@ def timestamp_ns(text: str | None) -> int | None:
     return int(parsed.timestamp()) * 1_000_000_000 + parsed.microsecond * 1000
 
 
-def quantity(text: Any) -> float | None:
-    """A resource quantity (``250m``, ``2Gi``, ``1e3``) as a float; None when unreadable."""
-    if text is None:
-        return None
-    try:
-        return float(parse_quantity(text))
-    except (ValueError, TypeError, InvalidOperation):
-        return None
-
-
 def _first(labels: Mapping[str, str], keys: tuple[str, ...]) -> str | None:
     for key in keys:
         if labels.get(key):
@@ -67,49 +61,6 @@ def _first(labels: Mapping[str, str], keys: tuple[str, ...]) -> str | None:
 # -- pods -------------------------------------------------------------------------------
 
 
-def _container_amounts(container: Obj, which: str) -> dict[str, Decimal]:
-    out = {}
-    for name, text in ((container.get("resources") or {}).get(which) or {}).items():
-        try:
-            out[name] = parse_quantity(text)
-        except (ValueError, TypeError, InvalidOperation):
-            continue
-    return out
-
-
-def _add(into: dict[str, Decimal], amounts: Mapping[str, Decimal]) -> None:
-    for name, amount in amounts.items():
-        into[name] = into.get(name, Decimal(0)) + amount
-
-
-def effective_resources(spec: Obj, which: str) -> dict[str, Decimal]:
-    """The pod's ``requests`` or ``limits`` as the scheduler counts them.
-
-    max(sum of app containers + sidecars, largest init container + sidecars started before
-    it) + pod overhead (KEP-753 sidecars included).
-    """
-    app: dict[str, Decimal] = {}
-    for container in spec.get("containers") or []:
-        _add(app, _container_amounts(container, which))
-    sidecars: dict[str, Decimal] = {}
-    init_peak: dict[str, Decimal] = {}
-    for container in spec.get("initContainers") or []:
-        amounts = _container_amounts(container, which)
-        if container.get("restartPolicy") == "Always":
-            _add(sidecars, amounts)
-            continue
-        for name, amount in amounts.items():
-            init_peak[name] = max(init_peak.get(name, Decimal(0)), amount + sidecars.get(name, 0))
-    _add(app, sidecars)
-    total = {
-        name: max(app.get(name, Decimal(0)), init_peak.get(name, Decimal(0)))
-        for name in {*app, *init_peak}
-    }
-    if which == "requests":
-        _add(total, {k: parse_quantity(v) for k, v in (spec.get("overhead") or {}).items()})
-    return total
-
-
 def _limit(spec: Obj, limits: Mapping[str, Decimal], name: str) -> float | None:
     """A pod limit only exists when every app container sets one."""
     containers = spec.get("containers") or []
@@ -118,14 +69,6 @@ def _limit(spec: Obj, limits: Mapping[str, Decimal], name: str) -> float | None:
     ):
         return None
     return float(limits[name]) if name in limits else None
-
-
-def gpu_amount(amounts: Mapping[str, Decimal]) -> tuple[float | None, str | None]:
-    """GPUs asked for (whole, shared or MIG slices) and the resource names they came from."""
-    names = [n for n in amounts if n in GPU_RESOURCES or _MIG_RESOURCE.match(n)]
-    if not names:
-        return None, None
-    return float(sum(amounts[n] for n in names)), ",".join(sorted(names))
 
 
 def _end_ns(pod: Obj) -> int | None:
