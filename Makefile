@@ -32,6 +32,7 @@ bench: install
 	$(PY) bench/lookup.py
 	$(PY) bench/collectors.py
 	$(PY) bench/cost.py
+	$(PY) bench/gate.py
 
 lock:
 	$(UV) pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock

@@ -34,6 +34,10 @@ class Figures:
     current_unit_cost: float | None
     monthly: float | None
     monthly_max: float | None = None
+    # Without unit costs (no traffic observed), the increase of the cost per hour (per run
+    # for a pipeline) on the same basis: with the same throughput, the same ratio.
+    current_hourly: float | None = None
+    hourly: float | None = None
 
 
 def _check(limit: Limit, value: float | None, detail: str, missing: str) -> dict[str, Any]:
@@ -55,8 +59,10 @@ def checks(limits: dict[str, Limit], figures: Figures, currency: str) -> list[di
     per = UNITS[figures.unit]
     for limit in sorted(limits.values(), key=lambda x: LIMITS.index(x.name)):
         if limit.currency and limit.currency != currency:
-            raise PolicyError(f"{limit.source}: {limit.name} is in {limit.currency} but prices "
-                              f"are in {currency}; write the amount in {currency}")  # fmt: skip
+            raise PolicyError(
+                f"{limit.source}: {limit.name} is in {limit.currency} but prices "
+                f"are in {currency}; write the amount in {currency}"
+            )
         if limit.name == "max_unit_cost":
             if limit.unit and limit.unit != figures.unit:
                 raise PolicyError(
@@ -67,23 +73,34 @@ def checks(limits: dict[str, Limit], figures: Figures, currency: str) -> list[di
             detail = f"{money(value, currency)} per {per}"
             out.append(_check(limit, value, detail, f"no cost per {per} could be worked out"))
         elif limit.name == "max_increase":
-            value = None
-            if figures.unit_cost is not None and figures.current_unit_cost:
-                value = (figures.unit_cost / figures.current_unit_cost - 1) * 100
-            now, then = (
-                money(figures.current_unit_cost, currency),
-                money(figures.unit_cost, currency),
-            )
-            detail = f"{value:+.1f}% per {per}: {now} → {then}" if value is not None else ""
-            out.append(_check(limit, value, detail, "no current unit cost to compare with"))
+            value, detail = _increase(figures, per, currency)
+            out.append(_check(limit, value, detail, "no current release to compare with"))
         elif limit.name == "max_monthly_cost":
             value = figures.monthly
             detail = f"{money(value, currency)} a month"
-            if figures.monthly_max is not None and value is not None and (
-                figures.monthly_max > value):  # fmt: skip
+            if (
+                figures.monthly_max is not None
+                and value is not None
+                and (figures.monthly_max > value)
+            ):
                 detail += f" (up to {money(figures.monthly_max, currency)} at max replicas)"
             out.append(_check(limit, value, detail, "no monthly cost could be projected"))
     return out
+
+
+def _increase(figures: Figures, per: str, currency: str) -> tuple[float | None, str]:
+    """The increase over the current release, per unit when known, else per hour."""
+    pairs = (
+        (figures.current_unit_cost, figures.unit_cost, f"per {per}"),
+        (figures.current_hourly, figures.hourly, "per hour"),
+    )
+    for before, after, basis in pairs:
+        if before and after is not None:
+            value = (after / before - 1) * 100
+            return value, (
+                f"{value:+.1f}% {basis}: {money(before, currency)} → {money(after, currency)}"
+            )
+    return None, ""
 
 
 def verdict(found: list[dict[str, Any]], override: Override | None) -> str:

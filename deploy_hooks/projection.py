@@ -43,9 +43,14 @@ class Projection:
 
     @property
     def increase_pct(self) -> float | None:
-        if self.unit_cost is None or not self.current_unit_cost:
-            return None
-        return (self.unit_cost / self.current_unit_cost - 1) * 100
+        """Over the current release: per unit when known, else per hour (the same ratio)."""
+        for before, after in (
+            (self.current_unit_cost, self.unit_cost),
+            (self.current_hourly, self.hourly),
+        ):
+            if before and after is not None:
+                return (after / before - 1) * 100
+        return None
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -74,17 +79,28 @@ def project(release: Release, observed: Observed, rates: Rates) -> Projection:
     for c in release.components:
         each = pod_hourly(c.cpu, c.memory, c.gpus, rates)
         replicas = _replicas(c, observed.avg_pods if single else None)
-        components.append({"name": c.name, "cpu": c.cpu, "memory_gib": c.memory / GIB,
-                           "gpus": c.gpus, "pod_hourly": each, "replicas": replicas,
-                           "min_replicas": c.replicas, "max_replicas": c.max_replicas,
-                           "autoscaled": c.autoscaled})  # fmt: skip
+        components.append(
+            {
+                "name": c.name,
+                "cpu": c.cpu,
+                "memory_gib": c.memory / GIB,
+                "gpus": c.gpus,
+                "pod_hourly": each,
+                "replicas": replicas,
+                "min_replicas": c.replicas,
+                "max_replicas": c.max_replicas,
+                "autoscaled": c.autoscaled,
+            }
+        )
         hourly += each * replicas
         hourly_min += each * c.replicas
         hourly_max += each * c.max_replicas
         if c.autoscaled:
             basis = "its observed average replicas" if observed.avg_pods and single else "min"
-            notes.append(f"{c.name} autoscales {c.replicas}–{c.max_replicas}: projected at "
-                         f"{replicas} ({basis})")  # fmt: skip
+            notes.append(
+                f"{c.name} autoscales {c.replicas}–{c.max_replicas}: projected at "
+                f"{replicas} ({basis})"
+            )
     unit = observed.identity.unit
     current = observed.current
     current_hourly = None
@@ -101,11 +117,24 @@ def project(release: Release, observed: Observed, rates: Rates) -> Projection:
         if current_hourly is not None:
             current_unit = current_hourly / throughput * PER[unit]
     else:
-        notes.append(f"no {unit} observed for {release.workload} in the window: unit cost "
-                     "cannot be projected")  # fmt: skip
-    return Projection(hourly, hourly_min, hourly_max, hourly * HOURS_PER_MONTH,
-                      hourly_max * HOURS_PER_MONTH, None, None, unit_cost, current_hourly,
-                      current_unit, components, notes)  # fmt: skip
+        notes.append(
+            f"no {unit} observed for {release.workload} in the window: unit cost "
+            "cannot be projected"
+        )
+    return Projection(
+        hourly,
+        hourly_min,
+        hourly_max,
+        hourly * HOURS_PER_MONTH,
+        hourly_max * HOURS_PER_MONTH,
+        None,
+        None,
+        unit_cost,
+        current_hourly,
+        current_unit,
+        components,
+        notes,
+    )
 
 
 def _job(
@@ -122,14 +151,18 @@ def _job(
     run_hours = observed.job_pod_hours
     per_run = current_run = None
     if run_hours is None:
-        notes.append(f"no finished pods of {release.workload} in the window: the run time, so "
-                     "the cost per run, cannot be projected")  # fmt: skip
+        notes.append(
+            f"no finished pods of {release.workload} in the window: the run time, so "
+            "the cost per run, cannot be projected"
+        )
     else:
         per_run = pod * run_hours * release.completions
         if current_pod_hourly is not None:
             current_run = current_pod_hourly * run_hours * release.completions
-        notes.append(f"cost per run = pod cost × {run_hours:.2f} h (its pods' average run time) "
-                     f"× {release.completions} completion(s)")  # fmt: skip
+        notes.append(
+            f"cost per run = pod cost × {run_hours:.2f} h (its pods' average run time) "
+            f"× {release.completions} completion(s)"
+        )
     if release.schedule:
         runs = cron.runs_per_month(release.schedule)
         notes.append(f"{runs:g} runs a month from the schedule {release.schedule!r}")
@@ -139,5 +172,17 @@ def _job(
         if runs is not None:
             notes.append(f"{runs:.1f} runs a month at the {observed.units} runs observed")
     monthly = per_run * runs if per_run is not None and runs is not None else None
-    return Projection(None, None, None, monthly, monthly, per_run, runs, per_run, None,
-                      current_run, components, notes)  # fmt: skip
+    return Projection(
+        None,
+        None,
+        None,
+        monthly,
+        monthly,
+        per_run,
+        runs,
+        per_run,
+        None,
+        current_run,
+        components,
+        notes,
+    )

@@ -24,6 +24,7 @@ from store.db import MEMORY_LIMIT
 
 DEMO_DCGM_PORT = 9400  # dcgm-exporter's own default
 DEMO_KUBE_PORT = 9401
+DEMO_RELEASES_AFTER_S = 20.0  # traffic the gate sees before the demo's releases
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")  # prices and catalog of the demo company
 
 if TYPE_CHECKING:  # the heavy modules load only for the commands that use them
@@ -365,7 +366,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     )
     threading.Thread(target=cluster.run, args=(stop,), daemon=True).start()
     _wait_for_endpoint(args.endpoint, stop)
-    threading.Thread(target=_import_bill, args=(cluster, args.api), daemon=True).start()
+    threading.Thread(target=_history, args=(cluster, args.api, stop), daemon=True).start()
     threading.Thread(target=_announce, args=(company, args.api, stop), daemon=True).start()
     try:
         company.run(stop)
@@ -388,7 +389,29 @@ def _wait_for_endpoint(endpoint: str, stop: threading.Event, seconds: float = 30
         stop.wait(0.2)
 
 
-def _import_bill(cluster: DemoCluster, api: str) -> None:
+def _history(cluster: DemoCluster, api: str, stop: threading.Event) -> None:
+    """The bill first; then, after some traffic, the company's releases through the gate."""
+    if _import_bill(cluster, api) and not stop.wait(DEMO_RELEASES_AFTER_S):
+        _send_releases(api)
+
+
+def _send_releases(api: str) -> None:
+    from onepane.demo_gate import send
+
+    try:
+        decisions = send(api)
+    except OnepaneError as exc:
+        print(f"onepane: demo releases not sent to the gate: {exc}", file=sys.stderr, flush=True)
+        return
+    verdicts = ", ".join(f"{d['workload']} {d['version']}: {d['verdict']}" for d in decisions)
+    print(
+        f"onepane: demo releases gated ({verdicts}); see `onepane gate decisions --server {api}`",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _import_bill(cluster: DemoCluster, api: str) -> bool:
     """Send the company's month of FOCUS bill to the server, as `onepane cost import-bill`
     would."""
     from onepane.client import ApiClient
@@ -404,17 +427,18 @@ def _import_bill(cluster: DemoCluster, api: str) -> None:
         except ServerUnreachable:
             if time.monotonic() > deadline:
                 print("onepane: demo bill not imported: no API", file=sys.stderr, flush=True)
-                return
+                return False
             time.sleep(0.5)
         except OnepaneError as exc:
             print(f"onepane: demo bill not imported: {exc}", file=sys.stderr, flush=True)
-            return
+            return False
     print(
         f"onepane: demo bill imported: {result['rows']} FOCUS rows; compare with "
         f"`onepane cost reconcile --server {api}`",
         file=sys.stderr,
         flush=True,
     )
+    return True
 
 
 def _announce(company: DemoCompany, api: str, stop: threading.Event) -> None:

@@ -142,7 +142,13 @@ class GateService:
             cursor.close()
         proj = projection.project(release, seen, rates)
         figures = gate.Figures(
-            who.unit, proj.unit_cost, proj.current_unit_cost, proj.monthly, proj.monthly_max
+            who.unit,
+            proj.unit_cost,
+            proj.current_unit_cost,
+            proj.monthly,
+            proj.monthly_max,
+            current_hourly=proj.current_hourly,
+            hourly=proj.hourly,
         )
         limits = rules.limits(environment, who.workload, who.team, who.kind)
         found = gate.checks(limits, figures, self.prices.currency)

@@ -338,3 +338,44 @@ def test_the_demo_bill_reconciles_as_its_story_says(demo: Demo) -> None:
     assert {u["service"] for u in report["unmatched_billing"]} == UNMATCHED
     for unmatched in report["unmatched_billing"]:
         assert unmatched["rows"] == len(bill)  # one a day
+
+
+# -- the demo's release history through the gate (onepane/demo_gate.py) --------------------
+
+
+def test_the_demos_releases_pass_block_and_override_as_its_policy_says(demo: Demo) -> None:
+    from onepane.demo_gate import RELEASES, send
+
+    decisions = send(demo.url)
+    verdicts = {d["workload"]: d["verdict"] for d in decisions}
+    assert verdicts == {
+        "shop/web-frontend": "pass",
+        "shop/checkout-api": "pass",
+        "ml/fraud-model": "blocked",
+        "ml/recsys-model": "overridden",
+    }
+    by_name = {d["workload"]: d for d in decisions}
+
+    # The GPU fraud model: 2 pods of 2 cores, 8 GiB and an A10G each, on g5.2xlarge nodes,
+    # over the 500 USD a month demo.yaml allows it.
+    fraud = by_name["ml/fraud-model"]
+    rates = fraud["rates"]
+    pod = 2 * rates["cpu_core_hour"] + 8 * rates["ram_gib_hour"] + rates["gpu_hour"]
+    [monthly] = [c for c in fraud["checks"] if c["threshold"] == "max_monthly_cost"]
+    assert monthly["value"] == pytest.approx(2 * pod * 730)
+    assert (monthly["limit"], monthly["passed"]) == (500.0, False)
+    assert "g5.2xlarge" in rates["source"]
+
+    # recsys: a second replica doubles its cost, over the 30 % increase; the override holds.
+    recsys = by_name["ml/recsys-model"]
+    [increase] = [c for c in recsys["checks"] if c["threshold"] == "max_increase"]
+    assert increase["value"] == pytest.approx(100.0)
+    assert recsys["approver"] == RELEASES[3].override["approver"]
+
+    listed = demo.get("/api/v1/deployments", limit="10")["deployments"]
+    assert [(d["workload"], d["version"], d["verdict"]) for d in listed[:4]] == [
+        (r.workload, r.version, verdicts[r.workload]) for r in reversed(RELEASES)
+    ]
+    shown = run_onepane("gate", "decisions", "--server", demo.url)
+    assert shown.returncode == 0, shown.stderr
+    assert "overridden" in shown.stdout and "ml/fraud-model" in shown.stdout
