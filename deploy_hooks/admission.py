@@ -11,6 +11,7 @@ recorded as the approver. When the gate cannot decide (an unknown workload, an e
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,6 +19,8 @@ import orjson
 
 from deploy_hooks import gate, yamldoc
 from onepane.errors import BadRequest, OnepaneError
+
+log = logging.getLogger(__name__)
 
 GATED = ("Deployment", "StatefulSet", "Job", "CronJob", "InferenceService")
 OVERRIDE_ANNOTATION = "onepane.dev/override-reason"
@@ -52,11 +55,14 @@ def review(body: bytes, decide: Decide, fail_open: bool) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the body is not JSON: {exc}") from None
     request = document.get("request") if isinstance(document, dict) else None
-    if document.get("kind") != "AdmissionReview" or not isinstance(request, dict) or (
+    if not isinstance(request, dict) or document.get("kind") != "AdmissionReview" or (
         not request.get("uid")):  # fmt: skip
         raise BadRequest("the body is not an AdmissionReview with a request and its uid")
     uid = str(request["uid"])
-    kind = (request.get("kind") or {}).get("kind")
+    gvk = request.get("kind") or {}
+    if not isinstance(gvk, dict):
+        raise BadRequest("request.kind must be {group, version, kind}, the object's kind")
+    kind = gvk.get("kind")
     obj = request.get("object")
     if kind not in GATED or request.get("operation") not in ("CREATE", "UPDATE"):
         return _response(uid, True)
@@ -76,7 +82,10 @@ def review(body: bytes, decide: Decide, fail_open: bool) -> dict[str, Any]:
     try:
         decision = decide(yamldoc.Doc(obj, source), workload, override, user,
                           bool(request.get("dryRun")))  # fmt: skip
-    except OnepaneError as exc:
+    except Exception as exc:  # OnepaneError: it says why; anything else is a bug, logged
+        if not isinstance(exc, OnepaneError):
+            log.exception("admission of %s failed", source)
+            exc = OnepaneError(f"internal error: {type(exc).__name__}: {exc}")
         message = f"Onepane gate could not decide on {workload}: {exc}"
         if fail_open:
             return _response(uid, True, warnings=[f"{message} (allowed: the gate fails open)"])
@@ -89,7 +98,8 @@ def _answer(uid: str, decision: dict[str, Any]) -> dict[str, Any]:
     failed = [c for c in decision["checks"] if c["passed"] is False]
     why = "; ".join(f"{c['detail']} is over the limit of {c['limit_text']} ({c['source']})"
                     for c in failed)  # fmt: skip
-    ref = f"decision {decision.get('decision_id', '(dry run)')}"
+    decision_id = decision.get("decision_id")
+    ref = f"decision {decision_id}" if decision_id is not None else "a dry run: not recorded"
     if decision["verdict"] == gate.BLOCKED:
         return _response(
             uid,

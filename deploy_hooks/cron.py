@@ -64,7 +64,10 @@ def runs_per_month(schedule: str, days: int = 30) -> float:
         minutes, hours, doms, months, dows = (_field(f, i) for i, f in enumerate(fields))
     except ValueError as exc:
         raise ManifestError(f"schedule {schedule!r}: cannot read {str(exc)!r}") from None
-    dom_any, dow_any = fields[2] in ("*", "?"), fields[4] in ("*", "?")
+    # As robfig/cron (the CronJob controller's) does: a field starting with * or ? (*/2
+    # included) leaves the day to the other field; two restricted fields match either.
+    dom_any, dow_any = (any(p.partition("/")[0] in ("*", "?") for p in f.split(","))
+                        for f in (fields[2], fields[4]))  # fmt: skip
     runs = 0
     start = date(2025, 1, 1)
     for offset in range(days):

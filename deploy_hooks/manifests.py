@@ -72,7 +72,8 @@ def load(texts: Iterable[tuple[str, str]]) -> list[yamldoc.Doc]:
         except yamldoc.YamlError as exc:
             raise ManifestError(str(exc)) from None
         for doc in found:
-            if not isinstance(doc.value, Mapping) or not doc.value.get("kind"):
+            kind = doc.value.get("kind") if isinstance(doc.value, Mapping) else None
+            if not isinstance(kind, str) or not kind:
                 raise ManifestError(
                     f"{doc.where(())}: document {doc.index} is not a Kubernetes object "
                     "(a mapping with apiVersion and kind)"
@@ -207,14 +208,21 @@ def _checked_containers(
             if not isinstance(resources, Mapping):
                 raise ManifestError(f"{doc.where(where)}: resources must be a mapping")
             for which in ("requests", "limits"):
-                for rname, text in (resources.get(which) or {}).items():
+                amounts = resources.get(which) or {}
+                if not isinstance(amounts, Mapping):
+                    raise ManifestError(f"{doc.where((*where, which))}: resources.{which} must be "
+                                        "a mapping of resource names to quantities")  # fmt: skip
+                for rname, text in amounts.items():
                     try:
-                        parse_quantity(text)
+                        amount = parse_quantity(text)
                     except (ValueError, InvalidOperation):
                         raise ManifestError(
                             f"{doc.where((*where, which, rname))}: {which}.{rname} {text!r} is "
                             "not a quantity (like 500m, 2Gi, 1)"
                         ) from None
+                    if amount < 0:
+                        raise ManifestError(f"{doc.where((*where, which, rname))}: {which}."
+                                            f"{rname} {text!r} must be 0 or more")  # fmt: skip
             requests = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
             fixed.append({**container, "resources": {**resources, "requests": requests}})
         out[group] = fixed
@@ -273,14 +281,22 @@ def _kserve(doc: yamldoc.Doc, spec: Mapping[str, Any], read: list[str]) -> list[
             if part == "predictor":
                 raise ManifestError(f"{doc.where(('spec',))}: InferenceService has no predictor")
             continue
-        containers = list(body.get("containers") or [])
+        listed = body.get("containers") or []
+        if not isinstance(listed, list):
+            raise ManifestError(f"{doc.where(('spec', part, 'containers'))}: containers must be "
+                                "a list")  # fmt: skip
+        # Copies: the defaults below must not be written into the caller's manifest.
+        containers = [dict(c) if isinstance(c, Mapping) else c for c in listed]
         for key, value in body.items():  # model: / sklearn: / pytorch: …
             if isinstance(value, Mapping) and {"resources", "storageUri", "modelFormat",
                                                "runtime", "image"} & set(value):  # fmt: skip
                 containers.insert(0, {**value, "name": key})
         for container in containers:
-            if not (container.get("resources") or {}).get("requests") and not (
-                container.get("resources") or {}).get("limits"):  # fmt: skip
+            if not isinstance(container, Mapping):
+                continue  # _checked_containers names it
+            resources = container.get("resources") or {}
+            if isinstance(resources, Mapping) and not resources.get("requests") and not (
+                resources.get("limits")):  # fmt: skip
                 container["resources"] = _KSERVE_DEFAULT
                 read.append(f"{part} {container.get('name')}: no resources, KServe's default "
                             "1 CPU and 2Gi assumed")  # fmt: skip

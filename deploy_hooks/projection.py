@@ -96,7 +96,14 @@ def project(release: Release, observed: Observed, rates: Rates) -> Projection:
         hourly_min += each * c.replicas
         hourly_max += each * c.max_replicas
         if c.autoscaled:
-            basis = "its observed average replicas" if observed.avg_pods and single else "min"
+            basis = "min"
+            if observed.avg_pods and single:
+                seen = f"{observed.avg_pods:.1f} observed on average"
+                basis = (
+                    "its observed average replicas"
+                    if replicas == round(observed.avg_pods)
+                    else f"{'min' if replicas == c.replicas else 'max'}; {seen}"
+                )
             notes.append(
                 f"{c.name} autoscales {c.replicas}–{c.max_replicas}: projected at "
                 f"{replicas} ({basis})"

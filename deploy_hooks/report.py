@@ -132,6 +132,11 @@ def _footer(decision: dict[str, Any], command: str) -> list[str]:
         if decision.get("decision_id")
         else "not recorded (dry run)"
     )
+    if decision["verdict"] == "blocked" and decision.get("action") == "verify":
+        return [
+            f"**Blocked by policy** ({ref}): the canary costs more than the policy allows; "
+            "roll it back, or fix it and verify again."
+        ]
     if decision["verdict"] == "blocked":
         how = (
             f'`{command} --override-reason "why" --approver NAME`'

@@ -350,6 +350,10 @@ class AdmissionHandler(httpbase.Handler):
             self.send_body(404, orjson.dumps({"error": str(exc)}), JSON)
         except PayloadTooLarge as exc:
             self.send_body(413, orjson.dumps({"error": str(exc)}), JSON)
+        except Exception as exc:  # a bug: answer it (the API server's failurePolicy applies)
+            log.exception("admission webhook %s failed", self.path[:200])
+            error = f"internal error: {type(exc).__name__}: {exc}"[:500]
+            self.send_body(500, orjson.dumps({"error": error}), JSON)
 
 
 class AdmissionServer(httpbase.Server):

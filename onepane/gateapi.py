@@ -291,6 +291,8 @@ class GateService:
         user: str | None,
         dry_run: bool,
     ) -> dict[str, Any]:
+        if doc.value.get("kind") == "InferenceService":
+            workload = self._predictor(workload)
         release = manifests.release([doc], workload)
         return self._decide(
             release,
@@ -303,6 +305,21 @@ class GateService:
             {},
             record=not dry_run,
         )
+
+    def _predictor(self, workload: str) -> str:
+        """KServe runs InferenceService NAME as Deployment NAME-predictor: the workload
+        Onepane has seen, unless it knows NAME itself (from the catalog or spans)."""
+        cursor = self.cursor()
+        try:
+            for name in (workload, f"{workload}-predictor"):
+                try:
+                    observed.identity(cursor, name)
+                    return name
+                except NotFound:
+                    pass
+        finally:
+            cursor.close()
+        return workload  # unknown by either name: the decision says so, naming it
 
     # -- audit -----------------------------------------------------------------------
 
