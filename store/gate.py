@@ -76,7 +76,7 @@ def deployments(
     where, params = _where(filters, since_ns)
     cursor.execute(
         f"SELECT deployment_id, strftime(time, {_ISO}) AS time, workload, version, kind, team, "
-        f"environment, source, verdict, decision_id FROM deployments{where} "
+        f"environment, action, verdict, decision_id FROM deployments{where} "
         f"ORDER BY deployment_id DESC LIMIT {int(limit)}",
         params,
     )

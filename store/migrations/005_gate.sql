@@ -26,7 +26,7 @@ CREATE TABLE deployments (
     kind           VARCHAR,
     team           VARCHAR,
     environment    VARCHAR NOT NULL,
-    source         VARCHAR NOT NULL,            -- check | admission
+    action         VARCHAR NOT NULL,            -- check | admission
     verdict        VARCHAR NOT NULL,            -- the gate's verdict on it
     decision_id    INTEGER NOT NULL
 );

@@ -423,14 +423,16 @@ def test_a_deployment_under_its_policy_is_admitted_and_recorded(webhook: Webhook
     assert check["source"].endswith("onepane.yaml line 9 (gate.policy.kinds.app)")
 
     [event] = webhook.deployments(workload="shop/checkout", limit="1")
-    assert {k: event[k] for k in ("workload", "version", "source", "verdict", "decision_id")} == {
+    assert {k: event[k] for k in ("workload", "version", "action", "verdict", "decision_id")} == {
         "workload": "shop/checkout",
         "version": "1.5.0",
-        "source": "admission",
+        "action": "admission",
         "verdict": "pass",
         "decision_id": decision["decision_id"],
     }
     assert event["time"] == decision["time"]
+    assert webhook.deployments(action="admission", limit="1") == [event]
+    assert webhook.deployments(action="check", workload="shop/checkout") == []
 
 
 def test_a_deployment_over_its_policy_is_denied_with_what_kubectl_prints(
