@@ -112,6 +112,8 @@ def parse_money(text: Any, where: str, per_unit: bool) -> tuple[float, str | Non
             raise PolicyError(f"{where}: {text!r} is not an amount of money, e.g. {example!r}")
         amount = float(match["amount"].replace(",", "").replace("_", ""))
         currency = match["currency"].upper() if match["currency"] else None
+        if currency is None and str(text).lstrip().startswith("$"):
+            currency = "USD"
         unit = _unit(match["unit"], where) if match["unit"] else None
     if amount < 0 or amount != amount:
         raise PolicyError(f"{where}: {text!r} must be 0 or more")

@@ -16,8 +16,9 @@ from onepane.errors import ConfigError
     ("text", "expected"),
     [
         ("0.40 USD per 1k predictions", (0.4, "USD", "predictions")),
-        ("$0.05/1k requests", (0.05, None, "requests")),
-        ("$0.05 / 1k requests", (0.05, None, "requests")),
+        ("$0.05/1k requests", (0.05, "USD", "requests")),
+        ("$0.05 / 1k requests", (0.05, "USD", "requests")),
+        ("$5 EUR", (5.0, "EUR", None)),
         ("0.05 usd per 1,000 requests", (0.05, "USD", "requests")),
         ("3 USD per run", (3.0, "USD", "runs")),
         ("3.00 USD per pipeline run", (3.0, "USD", "runs")),
