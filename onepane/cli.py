@@ -238,9 +238,12 @@ def _start_server(args: argparse.Namespace) -> OnepaneServer:
 
     server = OnepaneServer(_config(args))
     server.start()
+    webhook = server.admission_url
     print(
         f"onepane: serving OTLP/HTTP on {server.otlp_http_url}, "
-        f"OTLP/gRPC on {server.otlp_grpc_address}, API on {server.api_url}, store {args.db}",
+        f"OTLP/gRPC on {server.otlp_grpc_address}, API on {server.api_url}, "
+        + (f"admission webhook on {webhook}, " if webhook else "")
+        + f"store {args.db}",
         file=sys.stderr,
         flush=True,
     )

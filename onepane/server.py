@@ -206,6 +206,13 @@ class OnepaneServer:
     def api_url(self) -> str:
         return f"http://{self.config.host}:{self.api.port}"
 
+    @property
+    def admission_url(self) -> str | None:
+        """The admission webhook's URL (TLS), when gate.admission is configured."""
+        if self.admission is None or self.config.gate.admission is None:
+            return None
+        return f"https://{self.config.gate.admission.host}:{self.admission.port}/validate"
+
     def start(self) -> None:
         """Recover what a crash left unfolded, start the decoders, then listen."""
         try:

@@ -385,6 +385,11 @@ def counts(hook: Webhook) -> tuple[int, int]:
     return len(hook.decisions(limit="10000")), len(hook.deployments(limit="10000"))
 
 
+def test_the_startup_line_names_the_webhook_url(webhook: Webhook) -> None:
+    banner = next(line for line in webhook.server.output if "serving OTLP/HTTP" in line)
+    assert f"admission webhook on https://127.0.0.1:{webhook.port}/validate, store " in banner
+
+
 # -- decisions -----------------------------------------------------------------------------
 
 
