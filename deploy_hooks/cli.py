@@ -18,8 +18,8 @@ from deploy_hooks import manifests, policy, report
 from onepane.client import ApiClient, default_server
 from onepane.errors import ConfigError, OnepaneError
 
-_ACTOR_ENV = ("ONEPANE_ACTOR", "GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILD_REQUESTEDFOR", "USER")
-_CI_ENV = (
+ACTOR_ENV = ("ONEPANE_ACTOR", "GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILD_REQUESTEDFOR", "USER")
+CI_ENV = (
     "GITHUB_REPOSITORY",
     "GITHUB_SHA",
     "GITHUB_RUN_ID",
@@ -97,7 +97,7 @@ def _decision_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _actor(given: str | None) -> str | None:
-    return given or next((os.environ[k] for k in _ACTOR_ENV if os.environ.get(k)), None)
+    return given or next((os.environ[k] for k in ACTOR_ENV if os.environ.get(k)), None)
 
 
 def _read(path: Path) -> str:
@@ -117,7 +117,7 @@ def _check_body(args: argparse.Namespace) -> dict[str, Any]:
         "manifests": [{"source": s, "text": t} for s, t in texts],
         "observe": args.observe,
         "actor": _actor(args.actor),
-        "ci": {k: os.environ[k] for k in _CI_ENV if os.environ.get(k)},
+        "ci": {k: os.environ[k] for k in CI_ENV if os.environ.get(k)},
         "dry_run": args.dry_run,
     }
     if args.policy is not None:
