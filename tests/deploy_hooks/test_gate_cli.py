@@ -610,7 +610,7 @@ def test_an_override_lets_a_blocked_release_through_and_is_audited(scenario: Sce
     [deployed] = scenario.get("/api/v1/deployments", workload="shop/checkout", version="1.7.0")[
         "deployments"
     ]
-    assert (deployed["verdict"], deployed["source"], deployed["decision_id"]) == (
+    assert (deployed["verdict"], deployed["action"], deployed["decision_id"]) == (
         "overridden",
         "check",
         decision["decision_id"],
