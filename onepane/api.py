@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
-from onepane import costapi, gateapi, httpbase, metrics, openapi
+from onepane import costapi, driftapi, gateapi, httpbase, metrics, openapi
 from onepane.errors import (
     Ambiguous,
     BadRequest,
@@ -71,6 +71,7 @@ class ApiContext:
     apply: Callable[[Callable[[Any], Any], int], Any] | None = None  # write, wait for commit
     rollup: Callable[[], dict[str, Any]] | None = None  # bring hourly costs up to date now
     gate: gateapi.GateService | None = None
+    drift: driftapi.DriftService | None = None
 
 
 class ApiHandler(httpbase.Handler):
@@ -114,6 +115,8 @@ class ApiHandler(httpbase.Handler):
                 self._json(200, ctx.rollup())
             elif path.startswith("/api/v1/gate/") and ctx.gate is not None:
                 self._gate_post(path, ctx.gate)
+            elif path.startswith("/api/v1/drift/") and ctx.drift is not None:
+                self._drift_post(path, ctx.drift)
             else:
                 raise NotFound(f"no API route POST {path}; see /api/v1/openapi.json")
         except BadRequest as exc:
@@ -166,6 +169,8 @@ class ApiHandler(httpbase.Handler):
             self._json(200, ctx.collectors())
         elif path.startswith(("/api/v1/gate/", "/api/v1/deployments")) and ctx.gate is not None:
             self._gate_get(path, ctx.gate)
+        elif path.startswith("/api/v1/drift/") and ctx.drift is not None:
+            self._drift_get(path, ctx.drift)
         elif path in _COST_ROUTES:
             query, allowed = _COST_ROUTES[path]
             if allowed is not None:
@@ -187,16 +192,32 @@ class ApiHandler(httpbase.Handler):
         else:
             raise NotFound(f"no API route {path}; see /api/v1/openapi.json")
 
+    def _drift_get(self, path: str, drift: driftapi.DriftService) -> None:
+        parts = path.removeprefix("/api/v1/drift/").split("/")
+        if parts == ["references"]:
+            self._json(200, drift.references(self.query))
+        elif parts == ["runs"]:
+            self._json(200, drift.runs(self.query))
+        elif len(parts) == 2 and parts[0] == "runs":
+            self._json(200, drift.get(parts[1]))
+        elif len(parts) == 3 and parts[0] == "runs" and parts[2] == "report":
+            self.send_body(200, drift.report(parts[1]).encode(), "text/html; charset=utf-8")
+        else:
+            raise NotFound(f"no API route {path}; see /api/v1/openapi.json")
+
+    def _drift_post(self, path: str, drift: driftapi.DriftService) -> None:
+        if path == "/api/v1/drift/references":
+            data = self.read_body(MAX_BILL_BYTES)
+            self._json(201, drift.add_reference(data, self.query))
+        elif path == "/api/v1/drift/runs":
+            self._json(201, drift.run_request(_json_object(self.read_body(MAX_GATE_BYTES))))
+        else:
+            raise NotFound(f"no API route POST {path}; see /api/v1/openapi.json")
+
     def _gate_post(self, path: str, gate: gateapi.GateService) -> None:
         body = self.read_body(MAX_GATE_BYTES)
         if path == "/api/v1/gate/check":
-            try:
-                document = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise BadRequest(f"the body is not JSON: {exc}") from None
-            if not isinstance(document, dict):
-                raise BadRequest("the body must be a JSON object; see /api/v1/openapi.json")
-            self._json(200, gate.check(document))
+            self._json(200, gate.check(_json_object(body)))
         elif path == "/api/v1/gate/verify":
             self._json(200, gate.verify(self.query))
         elif path == "/api/v1/gate/admission":
@@ -319,6 +340,16 @@ class ApiHandler(httpbase.Handler):
 
     def _json(self, status: int, document: Any) -> None:
         self.send_body(status, orjson.dumps(document), JSON)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise BadRequest("the body must be a JSON object; see /api/v1/openapi.json")
+    return document
 
 
 class ApiServer(httpbase.Server):

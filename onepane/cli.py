@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deploy_hooks import cli as gatecli
-from onepane import __version__, costcli, tracecli
+from onepane import __version__, costcli, driftcli, tracecli
 from onepane.errors import ConfigError, OnepaneError
 from store.db import MEMORY_LIMIT
 
@@ -105,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_run_demo)
     tracecli.add_commands(commands)
     costcli.add_commands(commands)
+    driftcli.add_commands(commands)
     gatecli.add_commands(commands)
     return parser
 
@@ -185,7 +186,14 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace) -> ServeConfig:
-    from onepane.config import DEFAULT_PATH, collectors_config, cost_config, gate_config, read_file
+    from onepane.config import (
+        DEFAULT_PATH,
+        collectors_config,
+        cost_config,
+        drift_config,
+        gate_config,
+        read_file,
+    )
     from onepane.server import ServeConfig
 
     if args.queue_rows < 1:
@@ -215,6 +223,7 @@ def _config(args: argparse.Namespace) -> ServeConfig:
         checkpoint_wal_bytes=args.checkpoint_wal_mb * 1024 * 1024,
         cost=cost_config(document, (args.config or DEFAULT_PATH).parent),
         gate=gate_config(document, path),
+        drift=drift_config(document),
         collectors=collectors_config(
             document,
             targets=args.gpu_target,

@@ -37,6 +37,10 @@ class ApiClient:
     def get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
         return self._call(path, params)
 
+    def get_bytes(self, path: str) -> bytes:
+        """A document that is not JSON (an HTML report), as its bytes."""
+        return self._call(path, (), raw=True)
+
     def post(
         self, path: str, body: bytes, params: Sequence[tuple[str, str]] = (), content_type: str = ""
     ) -> Any:
@@ -48,6 +52,7 @@ class ApiClient:
         params: Sequence[tuple[str, str]],
         body: bytes | None = None,
         content_type: str = "",
+        raw: bool = False,
     ) -> Any:
         url = self.base + path + (f"?{urlencode(params)}" if params else "")
         request = urllib.request.Request(url, data=body, method="GET" if body is None else "POST")
@@ -55,7 +60,8 @@ class ApiClient:
             request.add_header("Content-Type", content_type)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                return orjson.loads(response.read())
+                data = response.read()
+                return data if raw else orjson.loads(data)
         except urllib.error.HTTPError as exc:
             raise _error(exc) from None
         except (urllib.error.URLError, OSError) as exc:

@@ -30,6 +30,19 @@
         cert: /etc/onepane/tls.crt
         key: /etc/onepane/tls.key
         failure: closed             # open | closed: when the gate cannot decide
+    drift:
+      workers: 2                    # worker processes for drift runs (Evidently)
+      window: 24h                   # the default window of a run
+      min_rows: 100                 # fewer production values: "insufficient data"
+      drift_share: 0.5              # the dataset drifts when this share of columns does
+      report_rows: 5000             # values per column Evidently's HTML report is drawn on
+      models:
+        fraud-model:
+          version: 3.2.0            # optional: one version (default: every version)
+          every: 1h                 # run on this schedule (default: only by hand)
+          window: 24h
+          columns:                  # per column: an Evidently test and/or threshold
+            amount: {method: psi, threshold: 0.2}
 
 Flags on the command line win over the file. Unknown keys are errors, so a typo is never
 silently ignored.
@@ -49,6 +62,7 @@ from collectors.k8s.inventory import KubeConfig
 from cost import catalog, pricing
 from cost.rollup import RollupConfig
 from deploy_hooks import policy, yamldoc
+from drift.settings import DriftConfig, ModelDrift
 from onepane.errors import BadRequest, ConfigError
 from onepane.gateapi import AdmissionConfig, GateConfig
 from store.window import parse_duration
@@ -61,7 +75,9 @@ _SECTIONS: dict[str, set[str] | None] = {  # None: the section checks its own ke
     "catalog": None,
     "cost": {"rollup_interval", "backfill", "final_after"},
     "gate": {"environment", "observe", "verify_window", "min_units", "policy", "admission"},
+    "drift": {"workers", "window", "min_rows", "drift_share", "report_rows", "models"},
 }
+_MODEL_KEYS = {"version", "every", "window", "columns"}
 _ADMISSION_KEYS = {"listen", "cert", "key", "failure"}
 
 
@@ -239,3 +255,73 @@ def _admission(section: Any, path: Path | None) -> tuple[AdmissionConfig | None,
         files.append(file)
     config = AdmissionConfig(host or "0.0.0.0", int(port), files[0], files[1], failure == "open")
     return config, failure == "open"
+
+
+def drift_config(file: Mapping[str, Any]) -> DriftConfig:
+    """The ``drift`` section: workers, run defaults, and per-model schedules and tests."""
+    section = file.get("drift") or {}
+    defaults = DriftConfig()
+    workers = _whole(section.get("workers", defaults.workers), "drift.workers", 1)
+    min_rows = _whole(section.get("min_rows", defaults.min_rows), "drift.min_rows", 1)
+    report_rows = _whole(section.get("report_rows", defaults.report_rows), "drift.report_rows", 10)
+    share = section.get("drift_share", defaults.drift_share)
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+        raise ConfigError(f"drift.drift_share must be a number in (0, 1], got {share!r}")
+    window = str(section.get("window", defaults.window))
+    _seconds(window, "drift.window")
+    models = section.get("models") or {}
+    if not isinstance(models, dict):
+        raise ConfigError("drift.models must be a mapping of model name to its settings")
+    return DriftConfig(
+        workers=workers,
+        window=window,
+        min_rows=min_rows,
+        drift_share=float(share),
+        report_rows=report_rows,
+        models={str(name): _model_drift(str(name), body) for name, body in models.items()},
+    )
+
+
+def _model_drift(name: str, body: Any) -> ModelDrift:
+    where = f"drift.models.{name}"
+    body = body or {}
+    if not isinstance(body, dict):
+        raise ConfigError(f"{where} must be a mapping: version, every, window, columns")
+    unknown = set(body) - _MODEL_KEYS
+    if unknown:
+        raise ConfigError(
+            f"unknown key {where}.{sorted(unknown)[0]}; use {', '.join(sorted(_MODEL_KEYS))}"
+        )
+    every = _seconds(body["every"], f"{where}.every") if "every" in body else None
+    if "window" in body:
+        _seconds(body["window"], f"{where}.window")
+    chosen: dict[str, str] = {}
+    thresholds: dict[str, float] = {}
+    columns = body.get("columns") or {}
+    if not isinstance(columns, dict):
+        raise ConfigError(f"{where}.columns must be a mapping of column to method/threshold")
+    for column, setting in columns.items():
+        if not isinstance(setting, dict) or set(setting) - {"method", "threshold"}:
+            raise ConfigError(f"{where}.columns.{column} must be {{method, threshold}}")
+        if "method" in setting:
+            chosen[str(column)] = str(setting["method"])
+        if "threshold" in setting:
+            value = setting["threshold"]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{where}.columns.{column}.threshold must be a number")
+            thresholds[str(column)] = float(value)
+    version = body.get("version")
+    return ModelDrift(
+        name,
+        None if version is None else str(version),
+        every,
+        None if "window" not in body else str(body["window"]),
+        chosen,
+        thresholds,
+    )
+
+
+def _whole(value: Any, name: str, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(f"{name} must be a whole number of at least {least}, got {value!r}")
+    return value

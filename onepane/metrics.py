@@ -174,3 +174,26 @@ class CostGauges:
         for workload, share in figures.get("gpu_idle_share", []):
             idle.add_metric([workload], share)
         yield from (unit_cost, idle)
+
+
+class DriftGauges:
+    """The newest drift run's share of drifted columns per model and version, read on
+    scrape."""
+
+    def __init__(self, read: Callable[[], list[tuple[str, str, float]]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        share = GaugeMetricFamily(
+            "onepane_drift_share",
+            "Share of a model's input columns that drifted in its newest drift run (0..1); "
+            "the dataset drifts at drift.drift_share (0.5).",
+            labels=["model", "version"],
+        )
+        try:
+            figures = self._read()
+        except Exception:  # a scrape must not fail because a query did
+            figures = []
+        for model, version, value in figures:
+            share.add_metric([model, version], value)
+        yield share

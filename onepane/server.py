@@ -21,13 +21,15 @@ from collectors.otlp.http import OTLPHttpServer
 from collectors.otlp.ingest import Ingest
 from cost import catalog, pricing
 from cost.rollup import Roller
+from drift.settings import DriftConfig
 from onepane import costapi
 from onepane.api import AdmissionServer, ApiContext, ApiServer
 from onepane.config import CollectorsConfig, CostConfig
+from onepane.driftapi import DriftService
 from onepane.errors import ConfigError
 from onepane.gateapi import GateConfig, GateService
 from onepane.httpbase import Server
-from onepane.metrics import CollectorStatus, CostGauges, ServerMetrics
+from onepane.metrics import CollectorStatus, CostGauges, DriftGauges, ServerMetrics
 from store import db, gpu
 from store.checkpointer import Checkpointer
 from store.db import CHECKPOINT_WAL_BYTES, INGEST_THREADS, MEMORY_LIMIT
@@ -56,6 +58,7 @@ class ServeConfig:
     collectors: CollectorsConfig = field(default_factory=CollectorsConfig)
     cost: CostConfig = field(default_factory=CostConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
 
 class OnepaneServer:
@@ -110,6 +113,7 @@ class OnepaneServer:
             apply=lambda write, rows: self.writer.apply(write, rows).result(300),
             rollup=self.roller.run_once,
             gate=self.gate,
+            drift=self.drift,
         )
         self.api = self._bind("API", config.api_port, lambda address: ApiServer(address, context))
         self.admission = None
@@ -143,6 +147,12 @@ class OnepaneServer:
             lambda write, rows: self.writer.apply(write, rows).result(300),
             rollup=self.roller.run_once,
         )
+        self.drift = DriftService(
+            self.config.drift,
+            self.readers.cursor,
+            lambda write, rows: self.writer.apply(write, rows).result(300),
+        )
+        self.metrics.registry.register(DriftGauges(self.drift.shares))
         if config.nvml_interval_s is not None:
             self.nvml = NvmlSampler(config.nvml_interval_s, self._store_gpu_points, self._pod)
         self.metrics.registry.register(
@@ -237,6 +247,7 @@ class OnepaneServer:
             if collector is not None:
                 collector.start()
         self.roller.start()
+        self.drift.start()
         threading.Thread(target=self.readers.warm_up, name="onepane-warm-up", daemon=True).start()
 
     def _close_listeners(self) -> None:
@@ -270,6 +281,7 @@ class OnepaneServer:
         if self._collectors_stopped:
             return
         self._collectors_stopped = True
+        self.drift.shutdown()
         self.roller.stop()
         self.scraper.stop()
         if self.inventory is not None:

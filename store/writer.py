@@ -28,7 +28,7 @@ from onepane.errors import Overloaded, StoreError, Unavailable
 from store import gpu, summary
 from store.db import transaction
 
-TABLES = {"traces": "spans", "metrics": "metric_points", "logs": "logs"}
+TABLES = {"traces": "spans", "metrics": "metric_points", "logs": "logs", "features": "features"}
 _INSERT_RESOURCES = """
 INSERT INTO resources
 SELECT resource_id, any_value(attributes) FROM write_resources GROUP BY resource_id
@@ -53,6 +53,7 @@ class _Item:
     future: Future
     size: int  # rows it counts for in the queue
     apply: Callable[[duckdb.DuckDBPyConnection], Any] | None = None
+    features: pa.Table | None = None  # model inputs of inference spans and log records
 
 
 class Writer:
@@ -87,12 +88,21 @@ class Writer:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, signal: str, table: pa.Table, resources: pa.Table) -> Future:
-        """Queue rows of ``signal`` (and the resources they point at) for the next commit.
+    def submit(
+        self,
+        signal: str,
+        table: pa.Table,
+        resources: pa.Table,
+        features: pa.Table | None = None,
+    ) -> Future:
+        """Queue rows of ``signal`` (the resources they point at, and the model inputs they
+        carry) for the next commit: all of them in the same transaction.
 
         The future resolves to the row count once they are durable.
         """
-        return self._enqueue(_Item(signal, table, resources, Future(), table.num_rows))
+        return self._enqueue(
+            _Item(signal, table, resources, Future(), table.num_rows, features=features)
+        )
 
     def apply(self, write: Callable[[duckdb.DuckDBPyConnection], Any], rows: int) -> Future:
         """Queue ``write(conn)`` to run on the writer thread in a transaction of its own
@@ -215,6 +225,9 @@ class Writer:
             tables["traces"] = spans.append_column(
                 "batch_no", pa.repeat(pa.scalar(batch_no, pa.int64()), spans.num_rows)
             )
+        features = [item.features for item in group if item.features is not None]
+        if features:
+            tables["features"] = pa.concat_tables(features)
         new_resources = self._unknown(
             pa.concat_tables([item.resources for item in group if item.resources is not None])
         )

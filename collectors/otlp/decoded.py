@@ -48,6 +48,7 @@ class Decoded:
     rejected: int = 0
     messages: list[str] = field(default_factory=list)
     described: int = 0  # how many of the rejected items the messages account for
+    features: pa.Table | None = None  # model inputs (collectors/otlp/features.py), if any
 
     @property
     def accepted(self) -> int:
@@ -110,7 +111,7 @@ class Builder:
         self.resources[resource_id] = resource_json
         return Resource(resource_id, semconv.resource_identity(resource_attrs))
 
-    def finish(self, table: pa.Table) -> Decoded:
+    def finish(self, table: pa.Table, features: pa.Table | None = None) -> Decoded:
         resources = pa.Table.from_arrays(
             [
                 pa.array(list(self.resources), pa.int64()),
@@ -118,7 +119,9 @@ class Builder:
             ],
             schema=RESOURCE_SCHEMA,
         )
-        return Decoded(self.signal, table, resources, self.rejected, self.messages, self.described)
+        return Decoded(
+            self.signal, table, resources, self.rejected, self.messages, self.described, features
+        )
 
 
 def table_from_rows(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:

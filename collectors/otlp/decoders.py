@@ -30,7 +30,7 @@ def decode(signal: str, body: bytes, json: bool) -> Decoded:
     return _DECODE[signal](body, json)
 
 
-def _init_worker() -> None:
+def init_worker() -> None:
     """Workers leave Ctrl-C and SIGTERM to the server, which drains and then stops them,
     and exit on their own if the server dies without stopping them (SIGKILL, OOM kill)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -58,7 +58,7 @@ class DecoderPool:
         if self.workers <= 0:
             return None
         context = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker)
+        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=init_worker)
 
     def warm_up(self) -> None:
         """Start every worker now rather than on the first request."""

@@ -103,7 +103,9 @@ class Ingest:
         counters = self.metrics.signals[decoded.signal]
         rows = decoded.accepted
         try:
-            future = self.writer.submit(decoded.signal, decoded.table, decoded.resources)
+            future = self.writer.submit(
+                decoded.signal, decoded.table, decoded.resources, decoded.features
+            )
             future.result(COMMIT_TIMEOUT_S)
         except TimeoutError:
             counters.rejected.labels("store").inc(rows)

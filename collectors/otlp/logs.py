@@ -25,6 +25,7 @@ from collectors.otlp.decoded import (
     table_from_rows,
     trace_key,
 )
+from collectors.otlp.features import FEATURE_SCHEMA, PREFIX, feature_rows, model_of
 from collectors.otlp.wire import read_request
 
 LOG_SCHEMA = pa.schema(
@@ -55,13 +56,15 @@ def decode_logs(body: bytes, json: bool) -> Decoded:
         resource = builder.resource(resource_logs.resource)
         for scope_logs in resource_logs.scope_logs:
             builder.add_scope(scope_logs, resource)
-    return builder.finish(table_from_rows(builder.rows, LOG_SCHEMA))
+    features = table_from_rows(builder.features, FEATURE_SCHEMA) if builder.features else None
+    return builder.finish(table_from_rows(builder.rows, LOG_SCHEMA), features)
 
 
 class _LogBuilder(Builder):
     def __init__(self, rejected: int, messages: list[str]) -> None:
         super().__init__("logs", rejected, messages)
         self.rows: list[tuple[Any, ...]] = []
+        self.features: list[tuple[Any, ...]] = []
         self.received_ns = time.time_ns()
 
     def add_scope(self, scope_logs: Any, resource: Resource) -> None:
@@ -79,12 +82,15 @@ class _LogBuilder(Builder):
         observed = record.observed_time_unix_nano or None
         body = any_value(record.body) if record.HasField("body") else None
         attrs = attributes(record.attributes)
+        when = record.time_unix_nano or observed or self.received_ns
+        if any(key.startswith(PREFIX) for key in attrs):  # an inference log record
+            model, version = model_of(attrs)
+            feature_rows(self.features, when, model, version or place[1], place[3], attrs)
         return (
             trace_key(trace_id) if trace_id else None,
             trace_id.hex() or None,
             span_id.hex() or None,
-            # The spec: when a record has no time, use its observed time.
-            record.time_unix_nano or observed or self.received_ns,
+            when,  # the spec: when a record has no time, use its observed time
             observed,
             record.severity_number,
             record.severity_text or None,

@@ -23,6 +23,7 @@ from collectors.otlp.decoded import (
     table_from_rows,
     trace_key,
 )
+from collectors.otlp.features import FEATURE_SCHEMA, feature_rows, model_of
 from collectors.otlp.wire import read_request
 
 SPAN_SCHEMA = pa.schema(
@@ -73,7 +74,8 @@ def decode_traces(body: bytes, json: bool) -> Decoded:
     builder = _SpanBuilder("traces", rejected, messages)
     for resource_spans in request.resource_spans:
         builder.add_resource(resource_spans)
-    return builder.finish(table_from_rows(builder.rows, SPAN_SCHEMA))
+    features = table_from_rows(builder.features, FEATURE_SCHEMA) if builder.features else None
+    return builder.finish(table_from_rows(builder.rows, SPAN_SCHEMA), features)
 
 
 class _SpanBuilder(Builder):
@@ -82,6 +84,7 @@ class _SpanBuilder(Builder):
     def __init__(self, signal: str, rejected: int, messages: list[str]) -> None:
         super().__init__(signal, rejected, messages)
         self.rows: list[tuple[Any, ...]] = []
+        self.features: list[tuple[Any, ...]] = []
 
     def add_resource(self, resource_spans: Any) -> None:
         resource = self.resource(resource_spans.resource)
@@ -143,6 +146,9 @@ class _SpanBuilder(Builder):
             _links_json(links) if links else None,
         )
         self.rows.append(row)
+        if role == "inference":
+            model, version = model_of(attrs)
+            feature_rows(self.features, start, model, version or head[1], head[3], attrs)
 
 
 def _span_problem(span: Any) -> str | None:

@@ -82,7 +82,7 @@ def test_healthz_metrics_and_migrations_match_what_was_sent(server) -> None:
     assert status == 200
     assert (health["status"], health["schema_version"], health["write_queue_rows"]) == (
         "ok",
-        5,
+        6,
         0,
     )
     assert server.metric("onepane_spans_received_total") == 0
@@ -133,6 +133,7 @@ def test_healthz_metrics_and_migrations_match_what_was_sent(server) -> None:
         (3, "003_gpu_inventory.sql"),
         (4, "004_cost.sql"),
         (5, "005_gate.sql"),
+        (6, "006_drift.sql"),
     ]
     assert stored == 15
 

@@ -1,0 +1,1 @@
+"""Drift monitoring: reference statistics, Evidently drift runs and their results."""

@@ -1,0 +1,329 @@
+"""Drift in the server: references, runs (by hand and on a schedule), their results.
+
+A run reads the window's features and the reference's statistics through a read cursor,
+then judges the columns and draws Evidently's report in worker processes (spawned, fed
+with arrays), so ingest and the API never wait behind Evidently. Results are stored
+through the writer before they are answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from collectors.otlp.decoders import init_worker
+from drift import methods, profile, storage
+from drift.run import DRIFT, NO_DRIFT, RunOptions, judge_column, report_html, verdict
+from drift.settings import DriftConfig, ModelDrift
+from onepane.errors import BadRequest, OnepaneError
+from store.window import parse_duration
+
+log = logging.getLogger(__name__)
+
+RUN_KEYS = {"model", "version", "window", "methods", "thresholds"}
+LIST_PARAMS = {"model", "version", "status", "limit"}
+MAX_WINDOW_NS = 400 * 86_400 * 10**9
+
+
+@dataclass
+class DriftService:
+    """Adds references and runs drift; reads through ``cursor()``, writes through ``apply``."""
+
+    config: DriftConfig
+    cursor: Callable[[], Any]
+    apply: Callable[[Callable[[Any], Any], int], Any]
+    on_run: Callable[[dict[str, Any]], None] | None = None
+    now: Callable[[], int] = field(default=time.time_ns)
+
+    def __post_init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._one_run = threading.Lock()  # runs take turns: each already uses every worker
+        self._stop = threading.Event()
+        self._scheduler: threading.Thread | None = None
+
+    # -- references ----------------------------------------------------------------
+
+    def add_reference(self, data: bytes, q: Mapping[str, str]) -> dict[str, Any]:
+        """``POST /api/v1/drift/references?model=&version=``: profile the file, store it."""
+        model, version = _required(q, "model"), q.get("version") or "*"
+        given = {name: profile.NUMERICAL for name in _names(q.get("numerical"))}
+        given |= {name: profile.CATEGORICAL for name in _names(q.get("categorical"))}
+        source = q.get("filename") or "reference"
+        frame = profile.read_table(data, source, q.get("format"))
+        profiled = profile.profile(frame, given, ignore=_names(q.get("ignore")))
+        now = self.now()
+        reference_id = self.apply(
+            lambda conn: storage.save_reference(conn, model, version, source, profiled, now),
+            len(profiled.columns),
+        )
+        cursor = self.cursor()
+        try:
+            [found] = [
+                r for r in storage.references(cursor, model) if r["reference_id"] == reference_id
+            ]
+        finally:
+            cursor.close()
+        return {**found, "skipped": profiled.skipped}
+
+    def references(self, q: Mapping[str, str]) -> dict[str, Any]:
+        cursor = self.cursor()
+        try:
+            return {"references": storage.references(cursor, q.get("model") or None)}
+        finally:
+            cursor.close()
+
+    # -- runs ----------------------------------------------------------------------
+
+    def run_request(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /api/v1/drift/runs``: {model, version?, window?, methods?, thresholds?}."""
+        unknown = set(body) - RUN_KEYS
+        if unknown:
+            raise BadRequest(
+                f"unknown field {sorted(unknown)[0]!r}; use {', '.join(sorted(RUN_KEYS))}"
+            )
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise BadRequest("model is required: the ml.model.name of the inference spans")
+        version = body.get("version")
+        if version is not None and not isinstance(version, str):
+            raise BadRequest("version must be text")
+        window = body.get("window")
+        if window is not None and not isinstance(window, str):
+            raise BadRequest("window must be a duration like 30m, 24h, 7d")
+        chosen = _mapping(body.get("methods"), "methods", str)
+        thresholds = _mapping(body.get("thresholds"), "thresholds", float)
+        return self.run(model, version or None, window, chosen, thresholds, "manual")
+
+    def run(
+        self,
+        model: str,
+        version: str | None,
+        window: str | None = None,
+        chosen: Mapping[str, str] | None = None,
+        thresholds: Mapping[str, float] | None = None,
+        trigger: str = "manual",
+    ) -> dict[str, Any]:
+        """Run drift for ``model`` (and ``version``) over the window ending now; stored."""
+        settings = self.config.models.get(model, ModelDrift(model))
+        span = parse_duration(window or settings.window or self.config.window, "window")
+        if not 0 < span <= MAX_WINDOW_NS:
+            raise BadRequest("window must be more than 0 and at most 400d")
+        options = RunOptions(
+            methods={**settings.methods, **(chosen or {})},
+            thresholds={**settings.thresholds, **(thresholds or {})},
+            min_rows=self.config.min_rows,
+            drift_share=self.config.drift_share,
+            report_rows=self.config.report_rows,
+        )
+        with self._one_run:
+            started = time.perf_counter()
+            end = self.now()
+            start = end - span
+            cursor = self.cursor()
+            try:
+                reference_id, reference = storage.active_reference(cursor, model, version)
+                _check_choices(options, reference)
+                types = {name: c.type for name, c in reference.items()}
+                rows, current = storage.production(cursor, model, version, start, end, types)
+            finally:
+                cursor.close()
+            columns = self._judge(reference, current, rows, options)
+            outcome = verdict(columns, rows, options)
+            html, note = self._report(reference, current, columns, options)
+            document = {
+                "time_ns": end,
+                "start_ns": start,
+                "end_ns": end,
+                "model_name": model,
+                "model_version": version,
+                "reference_id": reference_id,
+                "trigger": trigger,
+                "rows": rows,
+                **outcome,
+                "seconds": time.perf_counter() - started,
+                "report_html": html,
+                "report_note": note,
+                "column_results": columns,
+            }
+            run_id = self.apply(lambda conn: storage.save_run(conn, document), len(columns) + 1)
+        found = self.get(str(run_id))
+        if self.on_run is not None:
+            self.on_run(found)
+        return found
+
+    def _judge(
+        self,
+        reference: Mapping[str, Any],
+        current: Mapping[str, Any],
+        rows: int,
+        options: RunOptions,
+    ) -> list[dict[str, Any]]:
+        pool = self._workers()
+        futures: list[Future] = [
+            pool.submit(judge_column, ref, current.get(name), rows, options)
+            for name, ref in reference.items()
+        ]
+        return [f.result() for f in futures]
+
+    def _report(
+        self,
+        reference: Mapping[str, Any],
+        current: Mapping[str, Any],
+        columns: list[dict[str, Any]],
+        options: RunOptions,
+    ) -> tuple[str | None, str]:
+        judged = [c for c in columns if c["status"] in (DRIFT, NO_DRIFT)]
+        if not judged:
+            return None, "no column had enough data for a verdict, so there is no report"
+        names = [c["name"] for c in judged]
+        try:
+            return (
+                self._workers()
+                .submit(
+                    report_html,
+                    {n: reference[n] for n in names},
+                    {n: current[n] for n in names},
+                    judged,
+                    options,
+                )
+                .result()
+            )
+        except Exception as exc:  # the verdicts stand without the report
+            log.exception("Evidently's drift report failed")
+            return None, f"Evidently could not draw the report: {type(exc).__name__}: {exc}"
+
+    def _workers(self) -> ProcessPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                context = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(
+                    max(1, self.config.workers), mp_context=context, initializer=init_worker
+                )
+            return self._pool
+
+    # -- results -------------------------------------------------------------------
+
+    def runs(self, q: Mapping[str, str]) -> dict[str, Any]:
+        unknown = set(q) - LIST_PARAMS
+        if unknown:
+            raise BadRequest(
+                f"unknown parameter {sorted(unknown)[0][:40]!r}; "
+                f"use {', '.join(sorted(LIST_PARAMS))}"
+            )
+        limit = _whole(q.get("limit"), 100, "limit")
+        cursor = self.cursor()
+        try:
+            found = storage.runs(
+                cursor, q.get("model"), q.get("version"), q.get("status"), min(limit, 10_000)
+            )
+        finally:
+            cursor.close()
+        return {"runs": found}
+
+    def get(self, run_id: str) -> dict[str, Any]:
+        cursor = self.cursor()
+        try:
+            return storage.run(cursor, _whole(run_id, 0, "run id"))
+        finally:
+            cursor.close()
+
+    def report(self, run_id: str) -> str:
+        cursor = self.cursor()
+        try:
+            return storage.report(cursor, _whole(run_id, 0, "run id"))
+        finally:
+            cursor.close()
+
+    def shares(self) -> list[tuple[str, str, float]]:
+        cursor = self.cursor()
+        try:
+            return storage.latest_shares(cursor)
+        finally:
+            cursor.close()
+
+    # -- schedule ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run each model with ``every`` set on its schedule, in a thread of its own."""
+        scheduled = [m for m in self.config.models.values() if m.every_s]
+        if scheduled:
+            self._scheduler = threading.Thread(
+                target=self._schedule, args=(scheduled,), name="onepane-drift", daemon=True
+            )
+            self._scheduler.start()
+
+    def _schedule(self, scheduled: list[ModelDrift]) -> None:
+        due = {m.model: time.monotonic() + min(m.every_s or 0, 60.0) for m in scheduled}
+        while not self._stop.wait(1.0):
+            for settings in scheduled:
+                if time.monotonic() < due[settings.model]:
+                    continue
+                due[settings.model] = time.monotonic() + (settings.every_s or 0)
+                try:
+                    self.run(settings.model, settings.version, trigger="schedule")
+                except OnepaneError as exc:
+                    log.warning("scheduled drift run of %s: %s", settings.model, exc)
+                except Exception:
+                    log.exception("scheduled drift run of %s failed", settings.model)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        if self._scheduler is not None:
+            self._scheduler.join(5)
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(cancel_futures=True)
+                self._pool = None
+
+
+def _check_choices(options: RunOptions, reference: Mapping[str, Any]) -> None:
+    for name in {*options.methods, *options.thresholds}:
+        if name not in reference:
+            raise BadRequest(
+                f"column {name!r} is not in the reference; its columns: "
+                f"{', '.join(sorted(reference))}"
+            )
+    for name, method in options.methods.items():
+        methods.check_method(method, reference[name].type)
+
+
+def _required(q: Mapping[str, str], key: str) -> str:
+    value = q.get(key)
+    if not value:
+        raise BadRequest(f"{key} is required")
+    return value
+
+
+def _names(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
+def _mapping(value: Any, name: str, kind: type) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"{name} must be an object of column: value")
+    out = {}
+    for key, item in value.items():
+        if kind is float and isinstance(item, int | float) and not isinstance(item, bool):
+            out[str(key)] = float(item)
+        elif kind is str and isinstance(item, str) and item:
+            out[str(key)] = item
+        else:
+            raise BadRequest(f"{name}.{key} must be a {'number' if kind is float else 'name'}")
+    return out
+
+
+def _whole(text: str | None, default: int, name: str) -> int:
+    if text is None or text == "":
+        return default
+    if not text.isascii() or not text.isdigit() or len(text) > 9:
+        raise BadRequest(f"{name} must be a whole number, got {text[:20]!r}")
+    return int(text)
