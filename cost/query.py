@@ -291,6 +291,6 @@ def _place_idle(step: dict[str, dict[str, Any]], idle: dict[str, Any], share: st
         weights = dict.fromkeys(step, 1.0)
         total_weight = float(len(step))
     for name, allocation in step.items():
-        portion = amount * weights[name] / total_weight
+        portion = amount * (weights[name] / total_weight)  # the share first: weights can be tiny
         allocation["sharedCost"] += portion
         allocation["totalCost"] += portion

@@ -378,7 +378,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     )
     threading.Thread(target=cluster.run, args=(stop,), daemon=True).start()
     _wait_for_endpoint(args.endpoint, stop)
-    threading.Thread(target=_history, args=(cluster, args.api, stop), daemon=True).start()
+    history = (cluster, args.api, args.seed, stop)
+    threading.Thread(target=_history, args=history, daemon=True).start()
     threading.Thread(target=_announce, args=(company, args.api, stop), daemon=True).start()
     try:
         company.run(stop)
@@ -401,10 +402,33 @@ def _wait_for_endpoint(endpoint: str, stop: threading.Event, seconds: float = 30
         stop.wait(0.2)
 
 
-def _history(cluster: DemoCluster, api: str, stop: threading.Event) -> None:
-    """The bill first; then, after some traffic, the company's releases through the gate."""
-    if _import_bill(cluster, api) and not stop.wait(DEMO_RELEASES_AFTER_S):
+def _history(cluster: DemoCluster, api: str, seed: int | None, stop: threading.Event) -> None:
+    """The bill and the models' drift references first; then, after some traffic, the
+    company's releases through the gate."""
+    if not _import_bill(cluster, api):
+        return
+    _send_references(api, seed)
+    if not stop.wait(DEMO_RELEASES_AFTER_S):
         _send_releases(api)
+
+
+def _send_references(api: str, seed: int | None) -> None:
+    """Register the models' training data as their drift references, as `onepane drift
+    reference add` would."""
+    from onepane.demo_drift import send
+
+    try:
+        stored = send(api, seed)
+    except OnepaneError as exc:
+        print(f"onepane: demo drift references not added: {exc}", file=sys.stderr, flush=True)
+        return
+    models = ", ".join(f"{r['model']} {r['version']} ({r['rows']} rows)" for r in stored)
+    print(
+        f"onepane: demo drift references added ({models}); the fraud model's amounts drift "
+        f"after its first simulated day: see `onepane drift runs --server {api}`",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _send_releases(api: str) -> None:

@@ -20,6 +20,11 @@ It has a recurring incident: for four minutes every hour (the first one a minute
 starts) the fraud model answers in ~800 ms instead of ~18 ms, so checkouts get slow and
 `onepane traces --service fraud-model --slowest --since 1h` finds where the time went.
 
+Its fraud model's input drifts: once the company has run one simulated day
+(``day_seconds``), the order amounts it scores (``ml.feature.amount``) are about 2.5 times
+what it was trained on (median 150 instead of 60); its other inputs keep their training
+distribution, which onepane/demo_drift.py registers as the model's drift reference.
+
 Everything random (latencies, failures, features, ids, pod names) comes from one
 ``random.Random(seed)``: the same seed and the same timestamps give the same traces.
 """
@@ -58,7 +63,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import AttributeValue
 
-__all__ = ["DemoCompany", "DemoConfig", "traffic_rate"]
+__all__ = ["DemoCompany", "DemoConfig", "fraud_features", "recsys_features", "traffic_rate"]
 
 _MS = 1_000_000
 _S = 1_000_000_000
@@ -68,10 +73,16 @@ _CLUSTER = "prod-eu-1"
 _CHECKOUT_SHARE = 0.4
 _CHECKOUT_FAILURE_RATE = 0.02
 _SLOW_FRAUD_RATE = 0.05
-_FRAUD_MODEL_VERSION = "3.2.0"
-_RECSYS_MODEL_VERSION = "2.1.0"
+FRAUD_MODEL_VERSION = "3.2.0"
+RECSYS_MODEL_VERSION = "2.1.0"
 _SLOW_PREDICTION_NS = 100 * 1_000_000
 _INCIDENT_FRAUD_MS = 800.0  # median fraud-model latency during the recurring incident
+AMOUNT_MEDIAN = 60.0  # the fraud model's order amounts: what it was trained on
+DRIFTED_AMOUNT_MEDIAN = 150.0  # and what it sees after the company's first simulated day
+_COUNTRIES = ("DE", "FR", "NL", "ES", "US", "BR")
+_COUNTRY_WEIGHTS = (5, 4, 2, 2, 1, 1)
+_SEGMENTS = ("new", "casual", "loyal")
+_SEGMENT_WEIGHTS = (2, 5, 3)
 
 Attrs = dict[str, AttributeValue]
 # A piece of work inside a span: (parent context, start ns) -> (end ns, error message or None)
@@ -115,8 +126,8 @@ _SERVICES = (
     _Service("web-frontend", "2.14.1", "shop", "storefront", "node-1"),
     _Service("checkout-api", "1.8.3", "shop", "payments", "node-2"),
     _Service("recommendations-api", "1.3.0", "shop", "storefront", "node-3"),
-    _Service("fraud-model", _FRAUD_MODEL_VERSION, "ml", "ml-platform", "node-2"),
-    _Service("recsys-model", _RECSYS_MODEL_VERSION, "ml", "ml-platform", "gpu-node-1"),
+    _Service("fraud-model", FRAUD_MODEL_VERSION, "ml", "ml-platform", "node-2"),
+    _Service("recsys-model", RECSYS_MODEL_VERSION, "ml", "ml-platform", "gpu-node-1"),
 )
 _PIPELINE = _Service("nightly-etl", "0.9.4", "data", "data", "node-3")
 _NAMESPACES = {svc.name: svc.namespace for svc in _SERVICES}
@@ -139,6 +150,22 @@ def traffic_rate(config: DemoConfig, elapsed_s: float) -> float:
     """
     phase = 2 * math.pi * elapsed_s / config.day_seconds
     return config.rate * (0.6 + 0.4 * math.sin(phase))
+
+
+def fraud_features(
+    rng: random.Random, amount_median: float = AMOUNT_MEDIAN
+) -> tuple[float, str, int]:
+    """One fraud-model input: order amount (lognormal around ``amount_median``), country
+    and account age in days."""
+    amount = round(rng.lognormvariate(math.log(amount_median), 0.9), 2)
+    country = rng.choices(_COUNTRIES, _COUNTRY_WEIGHTS)[0]
+    return amount, country, int(rng.expovariate(1 / 400))
+
+
+def recsys_features(rng: random.Random) -> tuple[int, str]:
+    """One recsys-model input: items viewed in the last 7 days and the user's segment."""
+    viewed = int(rng.expovariate(1 / 15))
+    return viewed, rng.choices(_SEGMENTS, _SEGMENT_WEIGHTS)[0]
 
 
 class _SeededIds(IdGenerator):
@@ -499,9 +526,8 @@ class DemoCompany:
         return end, None
 
     def _fraud_model(self, ctx: Context, at: int) -> tuple[int, str | None]:
-        amount = round(self._rng.lognormvariate(math.log(60), 0.9), 2)
-        country = self._rng.choices(("DE", "FR", "NL", "ES", "US", "BR"), (5, 4, 2, 2, 1, 1))[0]
-        age = int(self._rng.expovariate(1 / 400))
+        median = DRIFTED_AMOUNT_MEDIAN if self.amount_drifted(at) else AMOUNT_MEDIAN
+        amount, country, age = fraud_features(self._rng, median)
         score = min(0.999, self._rng.betavariate(1.3, 14) * (3 if age < 14 else 1))
         duration = self._ms(18, 0.35)
         if self.in_incident(at):
@@ -510,13 +536,18 @@ class DemoCompany:
             duration *= 10
         attrs: Attrs = {
             "ml.model.name": "fraud-model",
-            "ml.model.version": _FRAUD_MODEL_VERSION,
+            "ml.model.version": FRAUD_MODEL_VERSION,
             "ml.prediction": round(score, 4),
             "ml.feature.amount": amount,
             "ml.feature.country": country,
             "ml.feature.account_age_days": age,
         }
         return self._predict("fraud-model", ctx, at, duration, attrs), None
+
+    def amount_drifted(self, at_ns: int) -> bool:
+        """Whether the fraud model's amounts have drifted at ``at_ns``: from one simulated
+        day after the company started."""
+        return at_ns - self.started_ns >= self._config.day_seconds * _S
 
     def in_incident(self, at_ns: int) -> bool:
         """Whether the fraud model is in its recurring slow spell at ``at_ns``."""
@@ -577,11 +608,10 @@ class DemoCompany:
         }
         span, at = self._db("recsys-model", ctx, at, self._ms(1.2, 0.5), attrs)
         span.end(end_time=at)
-        viewed = int(self._rng.expovariate(1 / 15))
-        segment = self._rng.choices(("new", "casual", "loyal"), (2, 5, 3))[0]
+        viewed, segment = recsys_features(self._rng)
         inference: Attrs = {
             "ml.model.name": "recsys-model",
-            "ml.model.version": _RECSYS_MODEL_VERSION,
+            "ml.model.version": RECSYS_MODEL_VERSION,
             "ml.prediction": round(self._rng.betavariate(5, 3), 4),
             "ml.feature.items_viewed_7d": viewed,
             "ml.feature.user_segment": segment,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
+import statistics
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +23,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from onepane.demo import DemoCompany, DemoConfig, traffic_rate
+from onepane.demo_drift import REFERENCE_ROWS, REFERENCES, training_csv
 from onepane.testing import LiveServer
 
 SEED = 1234
@@ -332,3 +337,59 @@ def _search_until(server: LiveServer, query: str, at_least: int) -> list[dict[st
         if len(body["traces"]) >= at_least or time.monotonic() > deadline:
             return body["traces"]
         time.sleep(0.2)
+
+
+def test_fraud_model_amounts_drift_after_one_simulated_day(otlp_server: _OtlpServer) -> None:
+    host, port = otlp_server.server_address[:2]
+    day_s = 10.0
+    config = DemoConfig(
+        endpoint=f"http://{host}:{port}", seed=SEED, day_seconds=day_s, metrics_interval_s=3600
+    )
+    demo = DemoCompany(config)
+    day = int(day_s * 10**9)
+    try:
+        assert not demo.amount_drifted(demo.started_ns + day - 1)
+        assert demo.amount_drifted(demo.started_ns + day)
+        first = {demo.emit_checkout(demo.started_ns + i * 10**7) for i in range(400)}
+        second = {demo.emit_checkout(demo.started_ns + day + i * 10**7) for i in range(400)}
+        demo.force_flush()
+    finally:
+        demo.shutdown()
+    inputs: dict[str, list[dict[str, Any]]] = {"first": [], "second": []}
+    for r in _received(otlp_server):
+        if r.span.name == "predict fraud-model":
+            trace_id = r.span.trace_id.hex()
+            day_of = "first" if trace_id in first else "second" if trace_id in second else None
+            assert day_of is not None
+            inputs[day_of].append(r.attrs)
+    assert [len(v) for v in inputs.values()] == [400, 400]
+
+    def median(day_of: str, feature: str) -> float:
+        return statistics.median(a[f"ml.feature.{feature}"] for a in inputs[day_of])
+
+    def country_shares(day_of: str) -> dict[str, float]:
+        counts = Counter(a["ml.feature.country"] for a in inputs[day_of])
+        return {c: n / len(inputs[day_of]) for c, n in counts.items()}
+
+    assert 50 < median("first", "amount") < 72  # lognormal, median 60: what it was trained on
+    assert 125 < median("second", "amount") < 180  # median 150 from the second day on
+    # Its other inputs keep their distribution.
+    assert 0.8 < median("second", "account_age_days") / median("first", "account_age_days") < 1.25
+    before, after = country_shares("first"), country_shares("second")
+    assert set(before) == set(after) == {"DE", "FR", "NL", "ES", "US", "BR"}
+    assert all(abs(before[c] - after[c]) < 0.07 for c in before)
+
+
+def test_the_models_training_data_is_their_undrifted_inputs() -> None:
+    fraud, recsys = REFERENCES
+    assert (fraud.model, fraud.version, recsys.model) == ("fraud-model", "3.2.0", "recsys-model")
+    data = training_csv(fraud, seed=SEED)
+    assert data == training_csv(fraud, seed=SEED)  # the same seed, the same file
+    rows = list(csv.DictReader(io.StringIO(data.decode())))
+    assert len(rows) == REFERENCE_ROWS == 5000
+    assert list(rows[0]) == ["amount", "country", "account_age_days"]
+    assert 57 < statistics.median(float(r["amount"]) for r in rows) < 63
+    assert {r["country"] for r in rows} == {"DE", "FR", "NL", "ES", "US", "BR"}
+    assert all(r["account_age_days"].isdigit() for r in rows)
+    header = training_csv(recsys, seed=SEED).decode().splitlines()[0]
+    assert header == "items_viewed_7d,user_segment"
