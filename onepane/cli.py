@@ -422,7 +422,7 @@ def _send_references(api: str, seed: int | None) -> None:
     except OnepaneError as exc:
         print(f"onepane: demo drift references not added: {exc}", file=sys.stderr, flush=True)
         return
-    models = ", ".join(f"{r['model']} {r['version']} ({r['rows']} rows)" for r in stored)
+    models = ", ".join(f"{r['model']} {r['version']}: {r['rows']} rows" for r in stored)
     print(
         f"onepane: demo drift references added ({models}); the fraud model's amounts drift "
         f"after its first simulated day: see `onepane drift runs --server {api}`",

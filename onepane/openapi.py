@@ -616,6 +616,218 @@ _GATE_PATHS = {
 }
 
 
+_DRIFT_STATUSES = ["drift", "no drift", "no data", "missing", "insufficient data", "error"]
+_REFERENCE = {
+    "type": "object",
+    "description": "A reference dataset of a model (and version) and its columns' statistics",
+    "properties": {
+        "reference_id": {"type": "integer"},
+        "model": {"type": "string", "description": "ml.model.name"},
+        "version": {"type": "string", "description": "ml.model.version; '*': every version"},
+        "created": {"type": "string"},
+        "source": {"type": "string", "description": "the file it was read from"},
+        "rows": {"type": "integer"},
+        "active": {"type": "boolean", "description": "the one runs of its version compare with"},
+        "columns": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "type": {"type": "string", "enum": ["numerical", "categorical"]},
+                    "type_source": {"type": "string", "enum": ["inferred", "given"]},
+                    "count": {"type": "integer", "description": "values present"},
+                    "missing": {"type": "integer", "description": "null, NaN or infinite"},
+                    "n_unique": {"type": "integer"},
+                    "mean": {"type": ["number", "null"]},
+                    "std": {"type": ["number", "null"]},
+                    "min": {"type": ["number", "null"]},
+                    "max": {"type": ["number", "null"]},
+                },
+            },
+        },
+    },
+    "required": ["reference_id", "model", "version", "rows", "active", "columns"],
+}
+_RUN_PROPERTIES = {
+    "run_id": {"type": "integer"},
+    "time": {"type": "string"},
+    "model": {"type": "string"},
+    "version": {"type": ["string", "null"], "description": "null: every version"},
+    "reference_id": {"type": "integer"},
+    "window_start": {"type": "string"},
+    "window_end": {"type": "string"},
+    "trigger": {"type": "string", "enum": ["manual", "schedule"]},
+    "rows": {"type": "integer", "description": "predictions in the window"},
+    "status": {"type": "string", "enum": ["drift", "no drift", "insufficient data"]},
+    "columns": {"type": "integer", "description": "columns with a verdict"},
+    "drifted": {"type": "integer"},
+    "drift_share": {"type": ["number", "null"], "description": "drifted / columns"},
+    "share_threshold": {
+        "type": "number",
+        "description": "the dataset drifts when drift_share is at least this (drift.drift_share)",
+    },
+    "seconds": {"type": "number"},
+    "has_report": {"type": "boolean"},
+    "report_note": {"type": ["string", "null"], "description": "what the report was drawn on"},
+}
+_RUN_COLUMN = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "type": {"type": "string", "enum": ["numerical", "categorical"]},
+        "status": {"type": "string", "enum": _DRIFT_STATUSES},
+        "method": {
+            "type": ["string", "null"],
+            "description": "Evidently's test: wasserstein, jensenshannon, ks, chisquare, psi...",
+        },
+        "score": {"type": ["number", "null"]},
+        "threshold": {"type": ["number", "null"]},
+        "drifted": {"type": ["boolean", "null"]},
+        "reference_count": {"type": "integer"},
+        "current_count": {"type": "integer", "description": "production values in the window"},
+        "unseen": {
+            "type": ["integer", "null"],
+            "description": "categorical: production values of categories not in the reference",
+        },
+        "detail": {"type": ["string", "null"], "description": "why there is no verdict"},
+    },
+}
+_RUN = {
+    "type": "object",
+    "description": "A drift run: the dataset verdict and every column's test",
+    "properties": {
+        **_RUN_PROPERTIES,
+        "column_results": {
+            "type": "array",
+            "items": _RUN_COLUMN,
+            "description": "drifted columns first, then by score",
+        },
+    },
+    "required": ["run_id", "model", "status", "rows", "columns", "drifted", "column_results"],
+}
+_RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_COLUMNS_BY_NAME = {"type": "object", "additionalProperties": {"type": "string"}}
+_RUN_POST = _post(
+    "Run drift now: the model's production inputs over the window against its active "
+    "reference; stored before it is answered",
+    [],
+    "201",
+    _RUN,
+)["post"]
+_RUN_POST["responses"]["404"] = {**_ERROR, "description": "No reference for the model"}
+_DRIFT_PATHS = {
+    "/api/v1/drift/references": {
+        **_get(
+            "Reference datasets, newest first, with their columns' types and statistics",
+            [_query("model", "only this model (ml.model.name)")],
+            _list_of("references", _REFERENCE),
+        ),
+        "post": {
+            **_post(
+                "Register a reference dataset (CSV or Parquet, the request body): each column "
+                "profiled once and stored; it becomes the active reference of (model, version)",
+                [
+                    {**_query("model", "the model's ml.model.name"), "required": True},
+                    _query("version", "the model version it is the reference of ('*': all)"),
+                    _query("filename", "the file's name; .parquet is read as Parquet"),
+                    _query("format", "csv or parquet (default: from filename, else csv)"),
+                    _query("numerical", "columns to treat as numerical: a,b"),
+                    _query("categorical", "columns to treat as categorical: c,d"),
+                    _query("ignore", "columns that are not model inputs: id,label"),
+                ],
+                "201",
+                {
+                    **_REFERENCE,
+                    "properties": {
+                        **_REFERENCE["properties"],
+                        "skipped": {
+                            **_COLUMNS_BY_NAME,
+                            "description": "columns not checked, and why (e.g. text)",
+                        },
+                    },
+                },
+            )["post"],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "text/csv": {"schema": {"type": "string"}},
+                    "application/vnd.apache.parquet": {
+                        "schema": {"type": "string", "format": "binary"}
+                    },
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                },
+            },
+        },
+    },
+    "/api/v1/drift/runs": {
+        **_get(
+            "Drift runs, newest first (without their columns)",
+            [
+                _query("model", "only this model"),
+                _query("version", "only runs of this version"),
+                _query("status", "drift, no drift or insufficient data"),
+                _query("limit", "at most this many (default 100)", {"type": "integer"}),
+            ],
+            _list_of("runs", {"type": "object", "properties": _RUN_PROPERTIES}),
+        ),
+        "post": {
+            **_RUN_POST,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "model": {"type": "string", "description": "ml.model.name"},
+                                "version": {
+                                    "type": "string",
+                                    "description": "only this version (default: every one)",
+                                },
+                                "window": {
+                                    "type": "string",
+                                    "description": "30m, 24h, 7d (drift.window: 24h)",
+                                },
+                                "methods": {
+                                    **_COLUMNS_BY_NAME,
+                                    "description": "column -> an Evidently test (psi, ks, ...)",
+                                },
+                                "thresholds": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "number"},
+                                    "description": "column -> the threshold of its test",
+                                },
+                            },
+                            "required": ["model"],
+                            "additionalProperties": False,
+                        }
+                    }
+                },
+            },
+        },
+    },
+    "/api/v1/drift/runs/{run_id}": {
+        "get": {**_get("One drift run, column by column", [], _RUN)["get"], "parameters": [_RUN_ID]}
+    },
+    "/api/v1/drift/runs/{run_id}/report": {
+        "get": {
+            "summary": "Evidently's HTML report of a run (drawn on up to drift.report_rows "
+            "values per column; the verdicts come from every value)",
+            "parameters": [_RUN_ID],
+            "responses": {
+                "200": {
+                    "description": "Evidently's DataDriftPreset report",
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                },
+                "400": _ERROR,
+                "404": _ERROR,
+            },
+        }
+    },
+}
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document served at /api/v1/openapi.json."""
     return {
@@ -624,8 +836,8 @@ def document() -> dict[str, Any]:
             "title": "Onepane API",
             "version": __version__,
             "description": "Trace search and lookup, OTLP metrics and logs, GPUs and the "
-            "Kubernetes inventory, cost allocation and reconciliation, and health of an "
-            "Onepane server.",
+            "Kubernetes inventory, cost allocation and reconciliation, the deploy gate, "
+            "model input drift, and health of an Onepane server.",
         },
         "paths": {
             "/api/v1/traces": _get(
@@ -661,6 +873,7 @@ def document() -> dict[str, Any]:
             **_GPU_PATHS,
             **_COST_PATHS,
             **_GATE_PATHS,
+            **_DRIFT_PATHS,
             "/healthz": {
                 "get": {
                     "summary": "Liveness and write-queue state",

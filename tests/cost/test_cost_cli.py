@@ -88,8 +88,12 @@ def free_ports(count: int) -> list[int]:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     tmp: Path = tmp_path_factory.mktemp("cost_cli")
-    config = tmp / "onepane.yaml"  # the demo's prices and catalog; only explicit rollups
-    config.write_text(DEMO_CONFIG.read_text() + "cost:\n  rollup_interval: 1h\n")
+    # The demo's prices and catalog; only explicit rollups, and no scheduled drift runs (the
+    # first would load Evidently in worker processes: tens of seconds of CPU).
+    config = tmp / "onepane.yaml"
+    settings = DEMO_CONFIG.read_text()
+    assert settings.count("{every: 5m, ") == 2
+    config.write_text(settings.replace("{every: 5m, ", "{") + "cost:\n  rollup_interval: 1h\n")
     dcgm_port, kube_port = free_ports(2)
     targets = [
         arg
@@ -379,3 +383,25 @@ def test_the_demos_releases_pass_block_and_override_as_its_policy_says(demo: Dem
     shown = run_onepane("gate", "decisions", "--server", demo.url)
     assert shown.returncode == 0, shown.stderr
     assert "overridden" in shown.stdout and "ml/fraud-model" in shown.stdout
+
+
+# -- the demo's drift references (onepane/demo_drift.py) ----------------------------------
+
+
+def test_the_demos_models_get_their_training_data_as_drift_references(demo: Demo) -> None:
+    from onepane.demo_drift import REFERENCE_ROWS, send
+
+    fraud, recsys = send(demo.url, seed=7)  # what `onepane demo` sends on start
+    types = {c["name"]: (c["type"], c["type_source"]) for c in fraud["columns"]}
+    assert (fraud["model"], fraud["version"], fraud["rows"]) == ("fraud-model", "3.2.0", 5000)
+    assert REFERENCE_ROWS == 5000
+    assert types == {
+        "amount": ("numerical", "inferred"),
+        "country": ("categorical", "inferred"),
+        "account_age_days": ("numerical", "inferred"),
+    }
+    assert (recsys["model"], recsys["version"]) == ("recsys-model", "2.1.0")
+    assert {c["name"] for c in recsys["columns"]} == {"items_viewed_7d", "user_segment"}
+    [listed] = demo.get("/api/v1/drift/references", model="fraud-model")["references"]
+    assert (listed["reference_id"], listed["active"]) == (fraud["reference_id"], True)
+    assert listed["source"] == "fraud-model-3.2.0-training.csv"

@@ -157,6 +157,34 @@ def test_openapi_document_describes_the_live_api(server) -> None:
             with urllib.request.urlopen(server.api_url + path, timeout=30) as response:
                 assert response.status == 200, path
 
+    # Drift: a reference registered as documented, and the list, match their schemas.
+    drift = spec["paths"]["/api/v1/drift/references"]
+    accepted = {p["name"] for p in drift["post"]["parameters"]}
+    assert accepted >= {"model", "version", "filename", "numerical", "categorical", "ignore"}
+    assert {"text/csv", "application/octet-stream"} <= set(drift["post"]["requestBody"]["content"])
+    request = urllib.request.Request(
+        server.api_url + "/api/v1/drift/references?model=m&version=1&filename=ref.csv",
+        data=b"amount,country\n1.5,DE\n2.5,FR\n2.5,DE\n",
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 201
+        created = json.loads(response.read())
+    posted = drift["post"]["responses"]["201"]["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator(posted).validate(created)
+    listed = drift["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator(listed).validate(server.get_json("/api/v1/drift/references")[1])
+    runs = spec["paths"]["/api/v1/drift/runs"]
+    run_body = runs["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert run_body["required"] == ["model"]
+    assert set(runs["post"]["responses"]) >= {"201", "400", "404"}
+    report = spec["paths"]["/api/v1/drift/runs/{run_id}/report"]["get"]
+    assert "text/html" in report["responses"]["200"]["content"]
+    status, missing = server.get_json("/api/v1/drift/runs/1/report")
+    assert status == 404
+    error_404 = report["responses"]["404"]["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator(error_404).validate(missing)
+
     # A real trace matches the documented schema, and every documented field is there.
     trace_id = uuid.uuid4().bytes
     assert post(server.otlp_url, export_body(trace_id, 3))[0] == 200
