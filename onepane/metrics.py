@@ -187,7 +187,7 @@ class DriftGauges:
         share = GaugeMetricFamily(
             "onepane_drift_share",
             "Share of a model's input columns that drifted in its newest drift run (0..1); "
-            "the dataset drifts at drift.drift_share (0.5).",
+            "the dataset drifts at drift.drift_share (0.5 unless configured).",
             labels=["model", "version"],
         )
         try:
