@@ -33,6 +33,7 @@ bench: install
 	$(PY) bench/collectors.py
 	$(PY) bench/cost.py
 	$(PY) bench/gate.py
+	$(PY) bench/drift.py
 
 lock:
 	$(UV) pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
