@@ -25,6 +25,7 @@ import numpy as np
 from drift import methods
 from drift.methods import Current
 from drift.profile import CATEGORICAL, NUMERICAL, ColumnProfile
+from onepane.errors import BadRequest
 
 DRIFT, NO_DRIFT = "drift", "no drift"
 NO_DATA, MISSING, INSUFFICIENT, ERROR = "no data", "missing", "insufficient data", "error"
@@ -120,26 +121,56 @@ def report_html(
 ) -> tuple[str, str]:
     """Evidently's DataDriftPreset report (HTML) on up to ``report_rows`` values of each
     judged column, with the run's tests and thresholds; and a note saying what it was
-    drawn on. Runs in a worker process."""
-    import pandas as pd
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
+    drawn on."""
+    ref_samples, cur_samples = report_samples(reference, current, judged, options, seed)
+    return report_from_samples(ref_samples, cur_samples, judged, options)
 
+
+def report_samples(
+    reference: dict[str, ColumnProfile],
+    current: dict[str, Current],
+    judged: list[dict[str, Any]],
+    options: RunOptions,
+    seed: int = 0,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``report_rows`` values of each judged column from the reference and from the window
+    (drawn where the data is, so only the samples travel to the report's worker)."""
     rng = np.random.default_rng(seed)
     size = options.report_rows
-    ref_frame: dict[str, Any] = {}
-    cur_frame: dict[str, Any] = {}
+    ref_samples: dict[str, np.ndarray] = {}
+    cur_samples: dict[str, np.ndarray] = {}
     for column in judged:
         name = column["name"]
         ref = reference[name]
         ref_values = methods.rebuilt(ref)
         if ref_values.size > size or not ref.exact:
             ref_values = ref.sample(size, rng)
-        ref_frame[name] = pd.Series(rng.choice(ref_values, size=size), dtype=_dtype(ref))
-        cur_frame[name] = pd.Series(_draw(current[name], size, rng), dtype=_dtype(ref))
+        ref_samples[name] = rng.choice(ref_values, size=size)
+        cur_samples[name] = _draw(current[name], size, rng)
+    return ref_samples, cur_samples
+
+
+def report_from_samples(
+    ref_samples: dict[str, np.ndarray],
+    cur_samples: dict[str, np.ndarray],
+    judged: list[dict[str, Any]],
+    options: RunOptions,
+) -> tuple[str, str]:
+    """Evidently's report on the samples, with the run's tests (runs in a worker)."""
+    import pandas as pd
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    kinds = {c["name"]: _dtype(c["type"]) for c in judged}
+    ref_frame = {n: pd.Series(v, dtype=kinds[n]) for n, v in ref_samples.items()}
+    cur_frame = {n: pd.Series(v, dtype=kinds[n]) for n, v in cur_samples.items()}
+    # Evidently registers chisquare and z for categorical columns only, though it picks them
+    # for a small numerical column of at most 5 values: such a column is drawn as categorical
+    # so the report runs the run's test (told numerical, Evidently rejects the test).
+    numerical = [c["name"] for c in judged if c["type"] == NUMERICAL and _numerical_test(c)]
     definition = DataDefinition(
-        numerical_columns=[c["name"] for c in judged if c["type"] == NUMERICAL],
-        categorical_columns=[c["name"] for c in judged if c["type"] == CATEGORICAL],
+        numerical_columns=numerical,
+        categorical_columns=[c["name"] for c in judged if c["name"] not in numerical],
     )
     report = Report(
         [
@@ -155,8 +186,8 @@ def report_html(
         Dataset.from_pandas(pd.DataFrame(ref_frame), data_definition=definition),
     )
     note = (
-        f"Evidently's report on {size} values per column drawn from the reference and the "
-        "window; the run's scores and verdicts above come from every value."
+        f"Evidently's report on {options.report_rows} values per column drawn from the "
+        "reference and the window; the run's scores and verdicts come from every value."
     )
     return snapshot.get_html_str(as_iframe=False), note
 
@@ -174,5 +205,14 @@ def _draw(cur: Current, size: int, rng: np.random.Generator) -> np.ndarray:
     return rng.choice(np.array(list(counts), dtype=object), size=size, p=shares / shares.sum())
 
 
-def _dtype(ref: ColumnProfile) -> str:
-    return "float64" if ref.type == NUMERICAL else "object"
+def _numerical_test(column: dict[str, Any]) -> bool:
+    """Whether Evidently has the column's test for numerical columns."""
+    try:
+        methods.evidently_test(column["method"], NUMERICAL)
+    except BadRequest:
+        return False
+    return True
+
+
+def _dtype(column_type: str) -> str:
+    return "float64" if column_type == NUMERICAL else "object"
