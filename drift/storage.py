@@ -10,11 +10,10 @@ from typing import Any
 
 import duckdb
 import numpy as np
-import polars as pl
 
 from drift.methods import Current
 from drift.profile import NUMERICAL, ColumnProfile, Profile
-from onepane.errors import NotFound
+from onepane.errors import NotFound, Unavailable
 
 _ISO = "'%Y-%m-%dT%H:%M:%S.%gZ'"
 _REF_COLUMNS = (
@@ -187,37 +186,55 @@ def production(
     categorical = [n for n, t in types.items() if t != NUMERICAL and n in seen]
     out: dict[str, Current] = {}
     if numerical:
-        table = cursor.execute(
-            f"SELECT name, coalesce(num, TRY_CAST(text AS DOUBLE)) AS v FROM features "
-            f"WHERE {_WINDOW} AND list_contains($names, name)",
-            {**where, "names": numerical},
-        ).to_arrow_table()
-        parts = pl.from_arrow(table).partition_by("name", as_dict=True, include_key=False)
-        for (name,), part in parts.items():
-            raw = part.get_column("v").to_numpy()
-            values = raw[np.isfinite(raw)] if raw.dtype.kind == "f" else raw.astype(float)
-            out[name] = Current(int(values.size), seen[name] - int(values.size), values=values)
+        _numerical(cursor, where, numerical, seen, out)
     if categorical:
         counted = cursor.execute(
-            f"SELECT name, {_KEY} AS key, count(*) FROM features "
-            f"WHERE {_WINDOW} AND list_contains($names, name) AND NOT isnan(coalesce(num, 0)) "
-            "GROUP BY ALL",
+            f"SELECT name, {_KEY} AS key, sum(n) FROM (SELECT name, num, text, count(*) AS n "
+            f"FROM features WHERE {_WINDOW} AND list_contains($names, name) "
+            "AND NOT isnan(coalesce(num, 0)) GROUP BY ALL) GROUP BY ALL",
             {**where, "names": categorical},
         ).fetchall()
         groups: dict[str, dict[str, int]] = {n: {} for n in categorical}
         for name, key, count in counted:
-            groups[name][key] = count
+            groups[name][key] = int(count)
         for name, counts in groups.items():
             present = sum(counts.values())
             out[name] = Current(present, seen[name] - present, categories=counts)
     return rows, out
 
 
+def _numerical(
+    cursor: duckdb.DuckDBPyConnection,
+    where: dict[str, Any],
+    names: list[str],
+    seen: Mapping[str, int],
+    out: dict[str, Current],
+) -> None:
+    """Each numerical column's finite values: one scan, columns told apart by their
+    position in ``names`` (a small integer, not the name's text), split with numpy."""
+    table = cursor.execute(
+        f"SELECT CAST(list_position($names, name) AS USMALLINT) AS i, "
+        f"coalesce(num, TRY_CAST(text AS DOUBLE)) AS v FROM features "
+        f"WHERE {_WINDOW} AND list_contains($names, name)",
+        {**where, "names": names},
+    ).to_arrow_table()
+    codes = table.column("i").to_numpy()
+    raw = table.column("v").to_numpy(zero_copy_only=False)  # nulls (text, not a number): NaN
+    order = np.argsort(codes, kind="stable")
+    codes, raw = codes[order], raw[order]
+    bounds = np.searchsorted(codes, np.arange(1, len(names) + 2))
+    for i, name in enumerate(names):
+        part = raw[bounds[i] : bounds[i + 1]]
+        values = part[np.isfinite(part)]
+        out[name] = Current(int(values.size), seen[name] - int(values.size), values=values)
+
+
 # -- runs ------------------------------------------------------------------------------
 
 _RUN_FIELDS = (
     "model_name", "model_version", "reference_id", "trigger", "rows", "status", "columns",
-    "drifted", "drift_share", "share_threshold", "seconds", "report_html", "report_note",
+    "drifted", "drift_share", "share_threshold", "seconds", "report_status", "report_html",
+    "report_note",
 )  # fmt: skip
 _COLUMN_FIELDS = (
     "name", "type", "status", "method", "score", "threshold", "drifted", "reference_count",
@@ -250,7 +267,7 @@ _RUN_SELECT = (
     "model_version AS version, reference_id, strftime(window_start, "
     f"{_ISO}) AS window_start, strftime(window_end, {_ISO}) AS window_end, trigger, rows, "
     "status, columns, drifted, drift_share, share_threshold, seconds, "
-    "report_html IS NOT NULL AS has_report, report_note FROM drift_runs"
+    "report_status, report_note FROM drift_runs"
 )
 
 
@@ -286,14 +303,39 @@ def run(cursor: duckdb.DuckDBPyConnection, run_id: int) -> dict[str, Any]:
 
 
 def report(cursor: duckdb.DuckDBPyConnection, run_id: int) -> str:
+    """A run's Evidently report; Unavailable while it is drawn, NotFound when it has none."""
     row = cursor.execute(
-        "SELECT report_html, report_note FROM drift_runs WHERE run_id = $1", [run_id]
+        "SELECT report_status, report_html, report_note FROM drift_runs WHERE run_id = $1",
+        [run_id],
     ).fetchone()
     if row is None:
         raise NotFound(f"no drift run {run_id}")
-    if row[0] is None:
-        raise NotFound(f"drift run {run_id} has no report: {row[1] or 'nothing was judged'}")
-    return str(row[0])
+    status, html, note = row
+    if status == "pending":
+        raise Unavailable(f"the report of drift run {run_id} is being drawn; retry in a moment")
+    if html is None:
+        raise NotFound(f"drift run {run_id} has no report: {note or 'nothing was judged'}")
+    return str(html)
+
+
+def set_report(
+    conn: duckdb.DuckDBPyConnection, run_id: int, status: str, html: str | None, note: str
+) -> None:
+    """Store a run's report once drawn (or why it could not be)."""
+    conn.execute(
+        "UPDATE drift_runs SET report_status = $2, report_html = $3, report_note = $4 "
+        "WHERE run_id = $1",
+        [run_id, status, html, note],
+    )
+
+
+def abandon_reports(conn: duckdb.DuckDBPyConnection) -> None:
+    """Runs whose report a stopped server never drew: say so rather than stay pending."""
+    conn.execute(
+        "UPDATE drift_runs SET report_status = 'none', report_note = 'the server stopped "
+        "before Evidently drew the report; run drift again for one' "
+        "WHERE report_status = 'pending'"
+    )
 
 
 def latest_shares(cursor: duckdb.DuckDBPyConnection) -> list[tuple[str, str, float]]:

@@ -311,6 +311,11 @@ def _model_drift(name: str, body: Any) -> ModelDrift:
                 raise ConfigError(f"{where}.columns.{column}.threshold must be a number")
             thresholds[str(column)] = float(value)
     version = body.get("version")
+    if isinstance(version, float):  # YAML reads version: 3.10 as the number 3.1
+        raise ConfigError(
+            f"{where}.version must be text, got the number {version!r}: quote it, as in "
+            "version: '3.10' (YAML reads 3.10 as the number 3.1)"
+        )
     return ModelDrift(
         name,
         None if version is None else str(version),

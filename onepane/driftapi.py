@@ -13,15 +13,24 @@ import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
 from collectors.otlp.decoders import init_worker
 from drift import methods, profile, storage
-from drift.run import DRIFT, NO_DRIFT, RunOptions, judge_column, report_html, verdict
+from drift.run import (
+    DRIFT,
+    NO_DRIFT,
+    RunOptions,
+    judge_column,
+    report_from_samples,
+    report_samples,
+    verdict,
+)
 from drift.settings import DriftConfig, ModelDrift
-from onepane.errors import BadRequest, OnepaneError
+from onepane.errors import BadRequest, OnepaneError, Unavailable
 from store.window import parse_duration
 
 log = logging.getLogger(__name__)
@@ -29,6 +38,7 @@ log = logging.getLogger(__name__)
 RUN_KEYS = {"model", "version", "window", "methods", "thresholds"}
 LIST_PARAMS = {"model", "version", "status", "limit"}
 MAX_WINDOW_NS = 400 * 86_400 * 10**9
+_NO_REPORT = "no column had enough data for a verdict, so there is no report"
 
 
 @dataclass
@@ -46,6 +56,7 @@ class DriftService:
         self._pool_lock = threading.Lock()
         self._one_run = threading.Lock()  # runs take turns: each already uses every worker
         self._stop = threading.Event()
+        self._reports = ThreadPoolExecutor(1, thread_name_prefix="onepane-drift-report")
         self._scheduler: threading.Thread | None = None
 
     # -- references ----------------------------------------------------------------
@@ -129,14 +140,16 @@ class DriftService:
             cursor = self.cursor()
             try:
                 reference_id, reference = storage.active_reference(cursor, model, version)
-                _check_choices(options, reference)
+                _check_columns(options, reference)
                 types = {name: c.type for name, c in reference.items()}
                 rows, current = storage.production(cursor, model, version, start, end, types)
             finally:
                 cursor.close()
+            self._check_methods(options, reference)
             columns = self._judge(reference, current, rows, options)
             outcome = verdict(columns, rows, options)
-            html, note = self._report(reference, current, columns, options)
+            judged = [c for c in columns if c["status"] in (DRIFT, NO_DRIFT)]
+            samples = report_samples(reference, current, judged, options) if judged else None
             document = {
                 "time_ns": end,
                 "start_ns": start,
@@ -148,15 +161,29 @@ class DriftService:
                 "rows": rows,
                 **outcome,
                 "seconds": time.perf_counter() - started,
-                "report_html": html,
-                "report_note": note,
+                "report_status": "pending" if judged else "none",
+                "report_html": None,
+                "report_note": None if judged else _NO_REPORT,
                 "column_results": columns,
             }
             run_id = self.apply(lambda conn: storage.save_run(conn, document), len(columns) + 1)
+        if samples is not None:  # the verdicts are stored: the report follows on its own
+            self._reports.submit(self._draw_report, run_id, samples, judged, options)
         found = self.get(str(run_id))
         if self.on_run is not None:
             self.on_run(found)
         return found
+
+    def _check_methods(self, options: RunOptions, reference: Mapping[str, Any]) -> None:
+        """BadRequest unless each chosen test is one Evidently has for its column's type
+        (asked in a worker: Evidently's registry is never imported in the server)."""
+        pool = self._workers()
+        checks = [
+            pool.submit(methods.check_method, method, reference[name].type)
+            for name, method in options.methods.items()
+        ]
+        for check in checks:
+            check.result()
 
     def _judge(
         self,
@@ -170,34 +197,40 @@ class DriftService:
             pool.submit(judge_column, ref, current.get(name), rows, options)
             for name, ref in reference.items()
         ]
-        return [f.result() for f in futures]
-
-    def _report(
-        self,
-        reference: Mapping[str, Any],
-        current: Mapping[str, Any],
-        columns: list[dict[str, Any]],
-        options: RunOptions,
-    ) -> tuple[str | None, str]:
-        judged = [c for c in columns if c["status"] in (DRIFT, NO_DRIFT)]
-        if not judged:
-            return None, "no column had enough data for a verdict, so there is no report"
-        names = [c["name"] for c in judged]
         try:
-            return (
-                self._workers()
-                .submit(
-                    report_html,
-                    {n: reference[n] for n in names},
-                    {n: current[n] for n in names},
-                    judged,
-                    options,
-                )
-                .result()
+            return [f.result() for f in futures]
+        except BrokenProcessPool:
+            with self._pool_lock:
+                if self._pool is pool:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = None
+            raise Unavailable("a drift worker process died; run drift again") from None
+
+    def _draw_report(
+        self,
+        run_id: int,
+        samples: tuple[dict[str, Any], dict[str, Any]],
+        judged: list[dict[str, Any]],
+        options: RunOptions,
+    ) -> None:
+        """Evidently's report in a worker, stored when drawn (or why it could not be)."""
+        try:
+            html, note = (
+                self._workers().submit(report_from_samples, *samples, judged, options).result()
             )
+            status = "ready"
         except Exception as exc:  # the verdicts stand without the report
-            log.exception("Evidently's drift report failed")
-            return None, f"Evidently could not draw the report: {type(exc).__name__}: {exc}"
+            log.exception("Evidently's report of drift run %s failed", run_id)
+            html, note = None, f"Evidently could not draw the report: {type(exc).__name__}: {exc}"
+            status = "failed"
+        try:
+            self.apply(lambda conn: storage.set_report(conn, run_id, status, html, note), 1)
+        except OnepaneError as exc:  # shutting down: the run stays without its report
+            log.warning("the report of drift run %s was not stored: %s", run_id, exc)
+
+    def wait_for_reports(self) -> None:
+        """Block until every report asked for so far is stored (tests, benchmarks)."""
+        self._reports.submit(lambda: None).result()
 
     def _workers(self) -> ProcessPoolExecutor:
         with self._pool_lock:
@@ -252,6 +285,7 @@ class DriftService:
 
     def start(self) -> None:
         """Run each model with ``every`` set on its schedule, in a thread of its own."""
+        self.apply(storage.abandon_reports, 1)  # reports a stopped server never drew
         scheduled = [m for m in self.config.models.values() if m.every_s]
         if scheduled:
             self._scheduler = threading.Thread(
@@ -281,17 +315,16 @@ class DriftService:
             if self._pool is not None:
                 self._pool.shutdown(cancel_futures=True)
                 self._pool = None
+        self._reports.shutdown(cancel_futures=True)
 
 
-def _check_choices(options: RunOptions, reference: Mapping[str, Any]) -> None:
+def _check_columns(options: RunOptions, reference: Mapping[str, Any]) -> None:
     for name in {*options.methods, *options.thresholds}:
         if name not in reference:
             raise BadRequest(
                 f"column {name!r} is not in the reference; its columns: "
                 f"{', '.join(sorted(reference))}"
             )
-    for name, method in options.methods.items():
-        methods.check_method(method, reference[name].type)
 
 
 def _required(q: Mapping[str, str], key: str) -> str:

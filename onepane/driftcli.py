@@ -216,8 +216,9 @@ def _print_run(run: dict[str, Any], server: str) -> None:
             for c in run["column_results"]
         ],
     )  # fmt: skip
-    if run["has_report"]:
-        print(f"report: {server.rstrip('/')}/api/v1/drift/runs/{run['run_id']}/report")
+    if run["report_status"] in ("pending", "ready"):
+        ready = "" if run["report_status"] == "ready" else " (Evidently is drawing it)"
+        print(f"report: {server.rstrip('/')}/api/v1/drift/runs/{run['run_id']}/report{ready}")
     if run.get("report_note"):
         print(f"({run['report_note']})")
 

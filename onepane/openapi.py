@@ -668,7 +668,11 @@ _RUN_PROPERTIES = {
         "description": "the dataset drifts when drift_share is at least this (drift.drift_share)",
     },
     "seconds": {"type": "number"},
-    "has_report": {"type": "boolean"},
+    "report_status": {
+        "type": "string",
+        "enum": ["pending", "ready", "none", "failed"],
+        "description": "Evidently's report: drawn a few seconds after the run is stored",
+    },
     "report_note": {"type": ["string", "null"], "description": "what the report was drawn on"},
 }
 _RUN_COLUMN = {

@@ -62,7 +62,8 @@ CREATE TABLE drift_runs (
     drift_share    DOUBLE,                     -- drifted / columns; NULL without a verdict
     share_threshold DOUBLE NOT NULL,           -- dataset drift when drift_share >= this
     seconds        DOUBLE NOT NULL,
-    report_html    VARCHAR,                    -- Evidently's HTML report
+    report_status  VARCHAR NOT NULL,           -- pending | ready | none | failed
+    report_html    VARCHAR,                    -- Evidently's HTML report, once drawn
     report_note    VARCHAR                     -- what the report was drawn on, or why none
 );
 
