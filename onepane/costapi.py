@@ -28,6 +28,15 @@ def check_params(given: Mapping[str, Any], allowed: set[str]) -> None:
         )
 
 
+def whole_param(text: str | None, default: int, name: str) -> int:
+    """A whole-number query parameter (``default`` when absent); 400 for anything else."""
+    if text is None or text == "":
+        return default
+    if not text.isascii() or not text.isdigit() or len(text) > 9:
+        raise BadRequest(f"{name} must be a whole number, got {text[:20]!r}")
+    return int(text)
+
+
 def _flag(q: Mapping[str, str], *names: str) -> bool:
     for name in names:
         value = q.get(name, "").lower()

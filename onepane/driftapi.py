@@ -30,6 +30,7 @@ from drift.run import (
     verdict,
 )
 from drift.settings import DriftConfig, ModelDrift
+from onepane.costapi import whole_param
 from onepane.errors import BadRequest, OnepaneError, Unavailable
 from store.window import parse_duration
 
@@ -250,7 +251,7 @@ class DriftService:
                 f"unknown parameter {sorted(unknown)[0][:40]!r}; "
                 f"use {', '.join(sorted(LIST_PARAMS))}"
             )
-        limit = _whole(q.get("limit"), 100, "limit")
+        limit = whole_param(q.get("limit"), 100, "limit")
         cursor = self.cursor()
         try:
             found = storage.runs(
@@ -263,14 +264,14 @@ class DriftService:
     def get(self, run_id: str) -> dict[str, Any]:
         cursor = self.cursor()
         try:
-            return storage.run(cursor, _whole(run_id, 0, "run id"))
+            return storage.run(cursor, whole_param(run_id, 0, "run id"))
         finally:
             cursor.close()
 
     def report(self, run_id: str) -> str:
         cursor = self.cursor()
         try:
-            return storage.report(cursor, _whole(run_id, 0, "run id"))
+            return storage.report(cursor, whole_param(run_id, 0, "run id"))
         finally:
             cursor.close()
 
@@ -352,11 +353,3 @@ def _mapping(value: Any, name: str, kind: type) -> dict[str, Any]:
         else:
             raise BadRequest(f"{name}.{key} must be a {'number' if kind is float else 'name'}")
     return out
-
-
-def _whole(text: str | None, default: int, name: str) -> int:
-    if text is None or text == "":
-        return default
-    if not text.isascii() or not text.isdigit() or len(text) > 9:
-        raise BadRequest(f"{name} must be a whole number, got {text[:20]!r}")
-    return int(text)

@@ -19,6 +19,7 @@ import orjson
 from cost import observed, pricing
 from cost import window as cost_window
 from deploy_hooks import admission, gate, manifests, policy, projection, yamldoc
+from onepane.costapi import whole_param
 from onepane.errors import BadRequest, NotFound
 from store import gate as gate_store
 from store.window import parse_duration
@@ -224,7 +225,7 @@ class GateService:
         version = _text(q, "version", required=True)
         environment = q.get("environment") or self.config.environment
         span_ns = parse_duration(q.get("window") or self.config.verify_window, "window")
-        min_units = _whole(q.get("min_units"), self.config.min_units, "min_units")
+        min_units = whole_param(q.get("min_units"), self.config.min_units, "min_units")
         if self.rollup is not None:
             self.rollup()  # this hour's cost, up to now
         now = self.now()
@@ -367,14 +368,6 @@ def _text(body: Mapping[str, Any], key: str, required: bool = False) -> str | No
     return value
 
 
-def _whole(text: str | None, default: int, name: str) -> int:
-    if text is None or text == "":
-        return default
-    if not text.isascii() or not text.isdigit() or len(text) > 9:
-        raise BadRequest(f"{name} must be a whole number, got {text[:20]!r}")
-    return int(text)
-
-
 def _override(value: Any) -> gate.Override | None:
     if value is None:
         return None
@@ -396,7 +389,7 @@ def _list_query(q: Mapping[str, str]) -> tuple[dict[str, Any], int | None, int]:
         )
     filters = {k: q.get(k) or None for k in DECISION_FILTERS}
     since = time.time_ns() - parse_duration(q["since"], "since") if q.get("since") else None
-    limit = _whole(q.get("limit"), 100, "limit")
+    limit = whole_param(q.get("limit"), 100, "limit")
     if not 1 <= limit <= 10_000:
         raise BadRequest("limit must be between 1 and 10000")
     return filters, since, limit

@@ -16,7 +16,7 @@ from evidently.legacy.core import ColumnType
 from evidently.presets import DataDriftPreset
 
 from drift.methods import Current
-from drift.profile import NUMERICAL, ColumnProfile, clean_numbers, number_key, profile
+from drift.profile import ColumnProfile, clean_numbers, profile
 from drift.run import (
     DRIFT,
     INSUFFICIENT,
@@ -28,6 +28,7 @@ from drift.run import (
     report_html,
     verdict,
 )
+from tests.drift.test_methods import current_of
 
 EVIDENTLY_NAMES = {
     "ks": "K-S p_value",
@@ -36,16 +37,6 @@ EVIDENTLY_NAMES = {
     "chisquare": "chi-square p_value",
     "z": "Z-test p_value",
 }
-
-
-def current_of(column: ColumnProfile, series: pd.Series) -> Current:
-    """A production column as a run reads it from the store."""
-    if column.type == NUMERICAL:
-        values = clean_numbers(series.to_numpy(dtype=float))
-        return Current(values.size, len(series) - values.size, values=values)
-    present = series.dropna().tolist()
-    counts = Counter(k if isinstance(k, str) else number_key(k) for k in present)
-    return Current(len(present), len(series) - len(present), categories=dict(counts))
 
 
 def frame(rng: np.random.Generator, n: int, shift: float, gaps: int = 0) -> pd.DataFrame:
