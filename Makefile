@@ -21,7 +21,7 @@ serve: install
 	$(VENV)/bin/onepane serve
 
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 lint: install
 	$(VENV)/bin/ruff check .
