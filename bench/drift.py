@@ -395,14 +395,14 @@ def split(service: DriftService, end_ns: int, runs: int) -> dict[str, Times]:
             **outcome,
             "seconds": time.perf_counter() - started,
             "report_status": "pending",
-            "report_html": None,
             "report_note": None,
             "column_results": judged,
         }
         run_id = service.apply(lambda c, d=document: storage.save_run(c, d), len(judged) + 1)
         clock.lap(store)
         drawn = service._workers().submit(report_from_samples, *samples, ok, options).result()
-        service.apply(lambda c, i=run_id, d=drawn: storage.set_report(c, i, "ready", *d), 1)
+        service._write_report(run_id, drawn[0])
+        service.apply(lambda c, i=run_id, n=drawn[1]: storage.set_report(c, i, "ready", n), 1)
         clock.lap(draw)
     return parts
 
@@ -491,7 +491,9 @@ def main() -> None:
             with db.transaction(conn):
                 return write(conn)
 
-        service = DriftService(DriftConfig(workers=2), readers.cursor, apply, now=lambda: end + 1)
+        service = DriftService(
+            DriftConfig(workers=2), readers.cursor, apply, folder / "reports", now=lambda: end + 1
+        )
         try:
             warm = warm_workers(service)
             print(

@@ -233,8 +233,7 @@ def _numerical(
 
 _RUN_FIELDS = (
     "model_name", "model_version", "reference_id", "trigger", "rows", "status", "columns",
-    "drifted", "drift_share", "share_threshold", "seconds", "report_status", "report_html",
-    "report_note",
+    "drifted", "drift_share", "share_threshold", "seconds", "report_status", "report_note",
 )  # fmt: skip
 _COLUMN_FIELDS = (
     "name", "type", "status", "method", "score", "threshold", "drifted", "reference_count",
@@ -302,30 +301,26 @@ def run(cursor: duckdb.DuckDBPyConnection, run_id: int) -> dict[str, Any]:
     return {**found[0], "column_results": _dicts(cursor)}
 
 
-def report(cursor: duckdb.DuckDBPyConnection, run_id: int) -> str:
-    """A run's Evidently report; Unavailable while it is drawn, NotFound when it has none."""
+def report_state(cursor: duckdb.DuckDBPyConnection, run_id: int) -> None:
+    """Raise unless the run's report is ready: Unavailable while it is drawn, NotFound
+    when it has none."""
     row = cursor.execute(
-        "SELECT report_status, report_html, report_note FROM drift_runs WHERE run_id = $1",
-        [run_id],
+        "SELECT report_status, report_note FROM drift_runs WHERE run_id = $1", [run_id]
     ).fetchone()
     if row is None:
         raise NotFound(f"no drift run {run_id}")
-    status, html, note = row
+    status, note = row
     if status == "pending":
         raise Unavailable(f"the report of drift run {run_id} is being drawn; retry in a moment")
-    if html is None:
+    if status != "ready":
         raise NotFound(f"drift run {run_id} has no report: {note or 'nothing was judged'}")
-    return str(html)
 
 
-def set_report(
-    conn: duckdb.DuckDBPyConnection, run_id: int, status: str, html: str | None, note: str
-) -> None:
-    """Store a run's report once drawn (or why it could not be)."""
+def set_report(conn: duckdb.DuckDBPyConnection, run_id: int, status: str, note: str) -> None:
+    """Record that a run's report was drawn (its HTML is a file) or why it could not be."""
     conn.execute(
-        "UPDATE drift_runs SET report_status = $2, report_html = $3, report_note = $4 "
-        "WHERE run_id = $1",
-        [run_id, status, html, note],
+        "UPDATE drift_runs SET report_status = $2, report_note = $3 WHERE run_id = $1",
+        [run_id, status, note],
     )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from collectors.otlp.decoders import init_worker
@@ -31,7 +32,7 @@ from drift.run import (
 )
 from drift.settings import DriftConfig, ModelDrift
 from onepane.costapi import whole_param
-from onepane.errors import BadRequest, OnepaneError, Unavailable
+from onepane.errors import BadRequest, NotFound, OnepaneError, Unavailable
 from store.window import parse_duration
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class DriftService:
     config: DriftConfig
     cursor: Callable[[], Any]
     apply: Callable[[Callable[[Any], Any], int], Any]
+    reports: Path  # Evidently's HTML reports, one file per run (kept out of DuckDB: ~4 MB each)
     on_run: Callable[[dict[str, Any]], None] | None = None
     now: Callable[[], int] = field(default=time.time_ns)
 
@@ -163,7 +165,6 @@ class DriftService:
                 **outcome,
                 "seconds": time.perf_counter() - started,
                 "report_status": "pending" if judged else "none",
-                "report_html": None,
                 "report_note": None if judged else _NO_REPORT,
                 "column_results": columns,
             }
@@ -219,13 +220,14 @@ class DriftService:
             html, note = (
                 self._workers().submit(report_from_samples, *samples, judged, options).result()
             )
+            self._write_report(run_id, html)
             status = "ready"
         except Exception as exc:  # the verdicts stand without the report
             log.exception("Evidently's report of drift run %s failed", run_id)
-            html, note = None, f"Evidently could not draw the report: {type(exc).__name__}: {exc}"
+            note = f"Evidently could not draw the report: {type(exc).__name__}: {exc}"
             status = "failed"
         try:
-            self.apply(lambda conn: storage.set_report(conn, run_id, status, html, note), 1)
+            self.apply(lambda conn: storage.set_report(conn, run_id, status, note), 1)
         except OnepaneError as exc:  # shutting down: the run stays without its report
             log.warning("the report of drift run %s was not stored: %s", run_id, exc)
 
@@ -268,12 +270,28 @@ class DriftService:
         finally:
             cursor.close()
 
+    def _write_report(self, run_id: int, html: str) -> None:
+        """The report as ``<reports>/<run_id>.html``, whole or not at all."""
+        self.reports.mkdir(parents=True, exist_ok=True)
+        final = self.reports / f"{run_id}.html"
+        partial = final.with_suffix(".html.partial")
+        partial.write_text(html, encoding="utf-8")
+        partial.replace(final)
+
     def report(self, run_id: str) -> str:
+        number = whole_param(run_id, 0, "run id")
         cursor = self.cursor()
         try:
-            return storage.report(cursor, whole_param(run_id, 0, "run id"))
+            storage.report_state(cursor, number)
         finally:
             cursor.close()
+        try:
+            return (self.reports / f"{number}.html").read_text(encoding="utf-8")
+        except OSError as exc:
+            raise NotFound(
+                f"the report of drift run {number} is gone from {self.reports}: "
+                f"{exc.strerror or exc}; run drift again for a new one"
+            ) from None
 
     def shares(self) -> list[tuple[str, str, float]]:
         cursor = self.cursor()

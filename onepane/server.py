@@ -151,6 +151,7 @@ class OnepaneServer:
             self.config.drift,
             self.readers.cursor,
             lambda write, rows: self.writer.apply(write, rows).result(300),
+            reports=Path(f"{self.config.db}.reports"),
         )
         self.metrics.registry.register(DriftGauges(self.drift.shares))
         if config.nvml_interval_s is not None:

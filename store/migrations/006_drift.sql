@@ -63,7 +63,7 @@ CREATE TABLE drift_runs (
     share_threshold DOUBLE NOT NULL,           -- dataset drift when drift_share >= this
     seconds        DOUBLE NOT NULL,
     report_status  VARCHAR NOT NULL,           -- pending | ready | none | failed
-    report_html    VARCHAR,                    -- Evidently's HTML report, once drawn
+    -- The report itself (~4 MB of HTML) is a file beside the store: <db>.reports/<run_id>.html
     report_note    VARCHAR                     -- what the report was drawn on, or why none
 );
 
