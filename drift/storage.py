@@ -345,3 +345,63 @@ def latest_shares(cursor: duckdb.DuckDBPyConnection) -> list[tuple[str, str, flo
 def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+# -- per-feature views (the dashboards) ------------------------------------------------
+
+
+def reference_summary(cursor: duckdb.DuckDBPyConnection, reference_id: int) -> dict[str, Any]:
+    """A reference's id, version, source file and rows."""
+    cursor.execute(
+        f"SELECT reference_id, model_version AS version, source, rows, strftime(created, {_ISO}) "
+        "AS created FROM drift_references WHERE reference_id = $1",
+        [reference_id],
+    )
+    return _dicts(cursor)[0]
+
+
+def model_features(cursor: duckdb.DuckDBPyConnection, model: str) -> list[str]:
+    """The features drift knows for ``model``: its references' columns and its runs'."""
+    rows = cursor.execute(
+        "SELECT c.name FROM drift_reference_columns c JOIN drift_references r "
+        "USING (reference_id) WHERE r.model_name = $1 UNION "
+        "SELECT c.name FROM drift_run_columns c JOIN drift_runs r USING (run_id) "
+        "WHERE r.model_name = $1 ORDER BY 1",
+        [model],
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def drift_models(cursor: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every model with a reference or a run."""
+    rows = cursor.execute(
+        "SELECT model_name FROM drift_references UNION SELECT model_name FROM drift_runs ORDER BY 1"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def column_history(
+    cursor: duckdb.DuckDBPyConnection,
+    model: str,
+    version: str | None,
+    feature: str | None,
+    since_ns: int | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Each column's outcome in the model's newest ``limit`` runs (since ``since_ns``),
+    newest run first, with the run's drift share."""
+    cursor.execute(
+        "WITH chosen AS (SELECT run_id, time, model_name, model_version, drift_share "
+        "FROM drift_runs WHERE model_name = $model "
+        "AND ($version IS NULL OR model_version = $version) "
+        "AND ($since IS NULL OR time >= make_timestamp_ns($since)) "
+        f"ORDER BY run_id DESC LIMIT {int(limit)}) "
+        f"SELECT r.run_id, strftime(r.time, {_ISO}) AS time, r.model_name AS model, "
+        "r.model_version AS version, c.name, c.type, c.status, c.method, c.score, "
+        "c.threshold, c.drifted, c.reference_count, c.current_count, "
+        "r.drift_share AS run_drift_share "
+        "FROM chosen r JOIN drift_run_columns c USING (run_id) "
+        "WHERE $feature IS NULL OR c.name = $feature ORDER BY r.run_id DESC, c.name",
+        {"model": model, "version": version, "feature": feature, "since": since_ns},
+    )
+    return _dicts(cursor)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
-from onepane import costapi, driftapi, gateapi, httpbase, metrics, openapi
+from onepane import costapi, driftapi, gateapi, httpbase, metrics, openapi, viewsapi
 from onepane.errors import (
     Ambiguous,
     BadRequest,
@@ -24,7 +24,7 @@ from onepane.errors import (
     OnepaneError,
     PayloadTooLarge,
 )
-from store import gpu, inventory, logs, search, traces
+from store import gpu, inventory, logs, search, stats, traces
 from store import metrics as metric_store
 from store.db import ReadCursors
 from store.window import Window, window
@@ -72,6 +72,7 @@ class ApiContext:
     rollup: Callable[[], dict[str, Any]] | None = None  # bring hourly costs up to date now
     gate: gateapi.GateService | None = None
     drift: driftapi.DriftService | None = None
+    listeners: dict[str, str] = field(default_factory=dict)  # where to send telemetry
 
 
 class ApiHandler(httpbase.Handler):
@@ -139,6 +140,7 @@ class ApiHandler(httpbase.Handler):
                     "status": "ok",
                     "write_queue_rows": ctx.queue_depth(),
                     "schema_version": ctx.schema_version,
+                    "listeners": ctx.listeners,
                 },
             )
         elif path == "/metrics":
@@ -161,6 +163,15 @@ class ApiHandler(httpbase.Handler):
             self._read(lambda cursor: {"logs": self._logs(cursor)})
         elif path == "/api/v1/gpus":
             self._gpus()
+        elif path == "/api/v1/gpus/heatmap":
+            costapi.check_params(self.query_lists, {"since", "start", "end"})
+            self._read(lambda c: {"cells": gpu.heatmap(c, self._window())})
+        elif path == "/api/v1/stats":
+            self._read(lambda c: stats.stats(c, self.query, self.query_lists))
+        elif path == "/api/v1/models":
+            self._models()
+        elif path == "/api/v1/pipelines/runs":
+            self._read(lambda c: viewsapi.pipeline_runs(c, self.query, self.query_lists))
         elif path == "/api/v1/k8s/pods":
             self._pods()
         elif path == "/api/v1/k8s/nodes":
@@ -196,6 +207,10 @@ class ApiHandler(httpbase.Handler):
         parts = path.removeprefix("/api/v1/drift/").split("/")
         if parts == ["references"]:
             self._json(200, drift.references(self.query))
+        elif parts == ["distribution"]:
+            self._json(200, drift.distribution(self.query))
+        elif parts == ["columns"]:
+            self._json(200, drift.columns(self.query))
         elif parts == ["runs"]:
             self._json(200, drift.runs(self.query))
         elif len(parts) == 2 and parts[0] == "runs":
@@ -227,11 +242,7 @@ class ApiHandler(httpbase.Handler):
 
     def _read(self, query: Callable[[Any], Any], status: int = 200) -> None:
         """Answer with ``query`` run on a cursor of its own."""
-        cursor = self.server.context.readers.cursor()
-        try:
-            self._json(status, query(cursor))
-        finally:
-            cursor.close()
+        self._json(status, self._read_value(query))
 
     def _window(self) -> Window:
         q = self.query
@@ -315,6 +326,23 @@ class ApiHandler(httpbase.Handler):
             text=q.get("q"),
             limit=self._int("limit", 100),
         )
+
+    def _models(self) -> None:
+        """``GET /api/v1/models``: the model inventory, as JSON or (``format=csv``) CSV."""
+        document = self._read_value(lambda c: viewsapi.models(c, self.query, self.query_lists))
+        if self.query.get("format") == "csv":
+            body = viewsapi.models_csv(document["models"])
+            self.send_body(200, body, "text/csv; charset=utf-8")
+        else:
+            self._json(200, document)
+
+    def _read_value(self, query: Callable[[Any], Any]) -> Any:
+        """``query`` run on a cursor of its own."""
+        cursor = self.server.context.readers.cursor()
+        try:
+            return query(cursor)
+        finally:
+            cursor.close()
 
     def _gpus(self) -> None:
         by = self.query.get("by", "gpu")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.otlp.decoders import init_worker
-from drift import methods, profile, storage
+from drift import distribution, methods, profile, storage
 from drift.run import (
     DRIFT,
     NO_DRIFT,
@@ -34,11 +34,15 @@ from drift.settings import DriftConfig, ModelDrift
 from onepane.costapi import whole_param
 from onepane.errors import BadRequest, NotFound, OnepaneError, Unavailable
 from store.window import parse_duration
+from store.window import window as query_window
 
 log = logging.getLogger(__name__)
 
 RUN_KEYS = {"model", "version", "window", "methods", "thresholds"}
 LIST_PARAMS = {"model", "version", "status", "limit"}
+DISTRIBUTION_PARAMS = {"model", "version", "feature", "since", "start", "end", "bins"}
+COLUMN_PARAMS = {"model", "version", "feature", "since", "limit"}
+DEFAULT_BINS, MAX_BINS = 20, 200
 MAX_WINDOW_NS = 400 * 86_400 * 10**9
 _NO_REPORT = "no column had enough data for a verdict, so there is no report"
 
@@ -85,6 +89,89 @@ class DriftService:
         finally:
             cursor.close()
         return {**found, "skipped": profiled.skipped}
+
+    # -- per feature ---------------------------------------------------------------
+
+    def distribution(self, q: Mapping[str, str]) -> dict[str, Any]:
+        """``GET /api/v1/drift/distribution?model=&feature=``: one feature's reference and
+        production distributions (over ``since``, default 24h) in the same bins."""
+        _check_params(q, DISTRIBUTION_PARAMS)
+        model = _required(q, "model", "the ml.model.name of the inference spans")
+        feature = _required(q, "feature", "a column of the model's drift reference")
+        version = q.get("version") or None
+        bins = whole_param(q.get("bins"), DEFAULT_BINS, "bins")
+        if not 1 <= bins <= MAX_BINS:
+            raise BadRequest(f"bins must be between 1 and {MAX_BINS}, got {bins}")
+        start, end = self._span(q, "24h")
+        cursor = self.cursor()
+        try:
+            reference_id, reference = storage.active_reference(cursor, model, version)
+            column = reference.get(feature)
+            if column is None:
+                raise BadRequest(
+                    f"feature {feature[:80]!r} is not in the reference of {model!r}; "
+                    f"its features: {', '.join(sorted(reference))}"
+                )
+            summary = storage.reference_summary(cursor, reference_id)
+            types = {feature: column.type}
+            _, current = storage.production(cursor, model, version, start, end, types)
+        finally:
+            cursor.close()
+        cur = current.get(feature)
+        return {
+            "model": model,
+            "version": version,
+            "feature": feature,
+            "type": column.type,
+            "reference": {**summary, "count": column.count, "missing": column.missing},
+            "production": {
+                "count": 0 if cur is None else cur.count,
+                "missing": 0 if cur is None else cur.missing,
+                "start": distribution.iso(start),
+                "end": distribution.iso(end),
+            },
+            **distribution.document(column, cur, bins),
+        }
+
+    def columns(self, q: Mapping[str, str]) -> dict[str, Any]:
+        """``GET /api/v1/drift/columns?model=``: each feature's outcome run after run,
+        newest run first (``limit`` runs, default 200)."""
+        _check_params(q, COLUMN_PARAMS)
+        model = _required(q, "model", "the ml.model.name of the inference spans")
+        version, feature = q.get("version") or None, q.get("feature") or None
+        limit = whole_param(q.get("limit"), 200, "limit")
+        if not 1 <= limit <= 10_000:
+            raise BadRequest(f"limit must be between 1 and 10000, got {limit}")
+        since = self.now() - parse_duration(q["since"], "since") if q.get("since") else None
+        cursor = self.cursor()
+        try:
+            known = storage.model_features(cursor, model)
+            if not known:
+                models = storage.drift_models(cursor)
+                raise NotFound(
+                    f"no drift reference or run for model {model[:80]!r}"
+                    + (f"; models with drift data: {', '.join(models)}" if models else "")
+                )
+            if feature is not None and feature not in known:
+                raise BadRequest(
+                    f"feature {feature[:80]!r} is not a feature of model {model!r}; "
+                    f"its features: {', '.join(known)}"
+                )
+            found = storage.column_history(cursor, model, version, feature, since, limit)
+        finally:
+            cursor.close()
+        return {"columns": found}
+
+    def _span(self, q: Mapping[str, str], default: str) -> tuple[int, int]:
+        """The window ``since``/``start``/``end`` ask for, as (start, end) Unix ns."""
+        since = q.get("since") or (None if q.get("start") else default)
+        now = self.now()
+        asked = query_window(q.get("start"), q.get("end"), since, now_ns=now)
+        end = asked.end_ns if asked.end_ns is not None else now
+        start = asked.start_ns if asked.start_ns is not None else end - parse_duration(default)
+        if start >= end:
+            raise BadRequest("start must be before end")
+        return start, end
 
     def references(self, q: Mapping[str, str]) -> dict[str, Any]:
         cursor = self.cursor()
@@ -346,11 +433,19 @@ def _check_columns(options: RunOptions, reference: Mapping[str, Any]) -> None:
             )
 
 
-def _required(q: Mapping[str, str], key: str) -> str:
+def _required(q: Mapping[str, str], key: str, what: str = "") -> str:
     value = q.get(key)
     if not value:
-        raise BadRequest(f"{key} is required")
+        raise BadRequest(f"{key} is required" + (f": {what}" if what else ""))
     return value
+
+
+def _check_params(q: Mapping[str, str], allowed: set[str]) -> None:
+    unknown = set(q) - allowed
+    if unknown:
+        raise BadRequest(
+            f"unknown parameter {sorted(unknown)[0][:40]!r}; use {', '.join(sorted(allowed))}"
+        )
 
 
 def _names(text: str | None) -> list[str]:

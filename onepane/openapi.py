@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from onepane import __version__
+from onepane import __version__, openapi_views
 
 _ERROR = {
     "description": "Error",
@@ -878,6 +878,7 @@ def document() -> dict[str, Any]:
             **_COST_PATHS,
             **_GATE_PATHS,
             **_DRIFT_PATHS,
+            **openapi_views.paths(_get, _query, _WINDOW, _list_of),
             "/healthz": {
                 "get": {
                     "summary": "Liveness and write-queue state",
@@ -892,6 +893,15 @@ def document() -> dict[str, Any]:
                                             "status": {"type": "string"},
                                             "write_queue_rows": {"type": "integer"},
                                             "schema_version": {"type": "integer"},
+                                            "listeners": {
+                                                "type": "object",
+                                                "description": "where to send telemetry",
+                                                "properties": {
+                                                    "otlp_http": {"type": "string"},
+                                                    "otlp_grpc": {"type": "string"},
+                                                    "api": {"type": "string"},
+                                                },
+                                            },
                                         },
                                     }
                                 }

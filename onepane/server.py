@@ -116,6 +116,9 @@ class OnepaneServer:
             drift=self.drift,
         )
         self.api = self._bind("API", config.api_port, lambda address: ApiServer(address, context))
+        context.listeners.update(
+            otlp_http=self.otlp_http_url, otlp_grpc=self.otlp_grpc_address, api=self.api_url
+        )
         self.admission = None
         if config.gate.admission is not None:
             tls = config.gate.admission

@@ -10,6 +10,7 @@ pod's workload from the Kubernetes inventory.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import duckdb
@@ -185,5 +186,43 @@ def utilization(
     """GPU utilisation over ``window``: per GPU (``by="gpu"``) or per workload."""
     sql = _UTILIZATION if by == "gpu" else _BY_WORKLOAD
     cursor.execute(sql, {"start": window.start_ns, "end": window.end_ns})
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+_HEATMAP = """
+WITH per_time AS (
+    -- one figure per GPU and sample time: pods sharing a GPU repeat the device's figure,
+    -- MIG instances of one GPU are averaged
+    SELECT hostname, gpu, uuid, time, avg(utilization) AS utilization
+    FROM gpu_samples
+    WHERE time >= make_timestamp_ns($start)
+      AND ($end IS NULL OR time < make_timestamp_ns($end))
+      AND utilization IS NOT NULL
+    GROUP BY hostname, gpu, uuid, time
+), per_hour AS (
+    -- each hour of each day weighs the same, however often it was sampled
+    SELECT hostname, gpu, uuid, date_trunc('hour', time) AS hour_start,
+           avg(utilization) AS utilization, count(*) AS samples
+    FROM per_time
+    GROUP BY hostname, gpu, uuid, hour_start
+)
+SELECT hostname, gpu, uuid, CAST(extract('hour' FROM hour_start) AS INTEGER) AS hour,
+       avg(utilization) AS avg_utilization, CAST(sum(samples) AS BIGINT) AS samples
+FROM per_hour
+GROUP BY hostname, gpu, uuid, hour
+ORDER BY hostname NULLS LAST, gpu NULLS LAST, uuid NULLS LAST, hour
+"""
+HEATMAP_DEFAULT_NS = 7 * 86_400 * 1_000_000_000
+
+
+def heatmap(cursor: duckdb.DuckDBPyConnection, window: Window) -> list[dict[str, Any]]:
+    """Average utilisation (0..1) per GPU and UTC hour of day (0-23) over ``window``: the
+    mean of each day's hourly mean, so a day sampled every 15 s and a day sampled hourly
+    count the same. A window without a start covers the 7 days before its end (or now)."""
+    start = window.start_ns
+    if start is None:
+        start = (window.end_ns or time.time_ns()) - HEATMAP_DEFAULT_NS
+    cursor.execute(_HEATMAP, {"start": start, "end": window.end_ns})
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
