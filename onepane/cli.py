@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     _serve_flags(up)
     up.add_argument("--demo", action="store_true", help="also run the simulated demo company")
     up.add_argument("--demo-rate", type=float, default=20.0, help="demo traces/s at peak (20)")
+    up.add_argument("--dashboard-port", type=int, default=8501, help="the dashboards' port (8501)")
+    up.add_argument("--no-dashboard", action="store_true", help="do not start the dashboards")
     up.set_defaults(run=_run_up)
 
     demo = commands.add_parser("demo", help="run the simulated company against a server")
@@ -275,6 +277,8 @@ def _run_up(args: argparse.Namespace) -> int:
         if args.demo:  # first, so its cluster answers when the server's collectors start
             children.append(_start_demo(args))
         server = _start_server(args)
+        if not args.no_dashboard:
+            children.insert(0, _start_dashboard(server.api_url, args))
         _until_stopped(threading.Event())
     finally:
         if server is not None:  # the demo cluster is about to vanish: stop watching it
@@ -285,6 +289,14 @@ def _run_up(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
     return 0
+
+
+def _start_dashboard(api_url: str, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    from onepane import dashboard
+
+    child, url = dashboard.start(api_url, args.host, args.dashboard_port)
+    print(f"onepane: dashboards on {url}", file=sys.stderr, flush=True)
+    return child
 
 
 def _start_demo(args: argparse.Namespace) -> subprocess.Popen[bytes]:
@@ -378,7 +390,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     )
     threading.Thread(target=cluster.run, args=(stop,), daemon=True).start()
     _wait_for_endpoint(args.endpoint, stop)
-    history = (cluster, args.api, args.seed, stop)
+    history = (cluster, args.api, args.seed, stop, args.endpoint)
     threading.Thread(target=_history, args=history, daemon=True).start()
     threading.Thread(target=_announce, args=(company, args.api, stop), daemon=True).start()
     try:
@@ -402,12 +414,17 @@ def _wait_for_endpoint(endpoint: str, stop: threading.Event, seconds: float = 30
         stop.wait(0.2)
 
 
-def _history(cluster: DemoCluster, api: str, seed: int | None, stop: threading.Event) -> None:
-    """The bill and the models' drift references first; then, after some traffic, the
-    company's releases through the gate."""
+def _history(
+    cluster: DemoCluster, api: str, seed: int | None, stop: threading.Event, endpoint: str
+) -> None:
+    """The bill, the models' drift references and a week of GPU history first; then, after
+    some traffic, the company's releases through the gate."""
+    from onepane.demo_gpu_history import send_demo
+
     if not _import_bill(cluster, api):
         return
     _send_references(api, seed)
+    send_demo(cluster, endpoint, api, seed)
     if not stop.wait(DEMO_RELEASES_AFTER_S):
         _send_releases(api)
 

@@ -1,0 +1,88 @@
+"""The dashboards' one door to Onepane: GET requests to the server's HTTP API.
+
+The app never opens the DuckDB file (the server owns it); every figure on a page is what
+one of these calls returned, so a page and `curl` always agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urlencode
+
+DEFAULT_SERVER = "http://127.0.0.1:8320"
+TIMEOUT_S = 30.0
+
+Params = Mapping[str, str | int | float | list[str] | tuple[str, ...] | None]
+
+
+class ApiError(Exception):
+    """The server could not be reached or refused a request; the message says which."""
+
+
+def server_url() -> str:
+    """The API's base URL: ``$ONEPANE_SERVER``, else the local default."""
+    return (os.environ.get("ONEPANE_SERVER") or DEFAULT_SERVER).rstrip("/")
+
+
+def url(path: str, params: Params | None = None) -> str:
+    """The full URL of an API path with its non-empty parameters (a list repeats one:
+    ``workload=a&workload=b``)."""
+    query = [
+        (k, str(item))
+        for k, v in (params or {}).items()
+        for item in (v if isinstance(v, list | tuple) else [v])
+        if item not in (None, "")
+    ]
+    return server_url() + path + (f"?{urlencode(query)}" if query else "")
+
+
+def get_bytes(path: str, params: Params | None = None) -> bytes:
+    """The body of ``GET path``; ApiError with the server's own message otherwise."""
+    target = url(path, params)
+    try:
+        with urllib.request.urlopen(target, timeout=TIMEOUT_S) as response:
+            return response.read()
+    except urllib.error.HTTPError as exc:
+        raise ApiError(f"{path}: {exc.code} {_error_text(exc.read())}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ApiError(
+            f"cannot reach the Onepane API at {server_url()} ({reason}); start it with "
+            "`onepane up` or point $ONEPANE_SERVER at it"
+        ) from None
+
+
+def get(path: str, params: Params | None = None) -> dict[str, Any]:
+    """``GET path`` as a JSON document."""
+    return json.loads(get_bytes(path, params))
+
+
+def get_many(requests: Mapping[str, tuple[str, Params | None]]) -> dict[str, Any]:
+    """Several GETs at once (a page's first render waits for the slowest, not the sum).
+
+    Each value is the document, or the ApiError it raised, so one failing panel does not
+    blank the page."""
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(requests)))) as pool:
+        futures = {
+            name: pool.submit(get, path, params) for name, (path, params) in requests.items()
+        }
+    out: dict[str, Any] = {}
+    for name, future in futures.items():
+        try:
+            out[name] = future.result()
+        except ApiError as exc:
+            out[name] = exc
+    return out
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        return str(json.loads(body).get("error", body[:200].decode(errors="replace")))
+    except (ValueError, AttributeError):
+        return body[:200].decode(errors="replace")

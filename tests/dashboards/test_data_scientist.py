@@ -1,0 +1,165 @@
+"""The data scientist page against the demo: drift per feature, the distributions, the
+score history, the Evidently report and the pipeline runs equal what the API answers; the
+model and feature live in the URL; an empty store gets guidance."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Collection
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+WINDOW = "6h"
+
+
+def open_page(**params: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params["persona"] = "data"
+    at.query_params["window"] = WINDOW
+    for name, value in params.items():
+        at.query_params[name] = value
+    at.run()
+    assert not at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def table(at: AppTest, columns: Collection[str]) -> pd.DataFrame:
+    """The one table on the page holding ``columns``."""
+    found = [d.value for d in at.dataframe if set(columns) <= set(d.value.columns)]
+    assert len(found) == 1, [list(d.value.columns) for d in at.dataframe]
+    return found[0]
+
+
+def metric(at: AppTest, label: str) -> str:
+    [value] = [m.value for m in at.metric if m.label == label]
+    return value
+
+
+def latest_run(demo_api, model: str) -> dict:
+    run_id = demo_api.get("/api/v1/drift/runs", model=model)["runs"][0]["run_id"]
+    return demo_api.get(f"/api/v1/drift/runs/{run_id}")
+
+
+def test_drift_per_feature_equals_the_latest_run(app_env):
+    at = open_page(model="fraud-model")
+    run = latest_run(app_env, "fraud-model")
+    shown = table(at, ["method", "score", "threshold", "unseen"])
+    keys = ["name", "status", "method", "score", "threshold", "drifted", "current_count"]
+    assert shown[keys].to_dict("records") == [
+        {k: c[k] for k in keys} for c in run["column_results"]
+    ]
+    assert metric(at, "Latest run") == run["status"] == "drift"
+    assert metric(at, "Drift share") == f"{run['drift_share']:.2f}"
+    assert metric(at, "Features drifted") == f"{run['drifted']} of {run['columns']}"
+    assert metric(at, "Predictions judged") == f"{run['rows']:,}"
+    # no feature in the URL: the most drifted one is shown, and the URL says so
+    assert at.selectbox(key="widget:feature").value == "amount"
+    assert at.query_params["feature"] == "amount"
+
+
+def test_model_and_feature_in_the_url_show_that_distribution(app_env):
+    at = open_page(model="fraud-model", feature="amount")
+    assert at.selectbox(key="widget:model").value == "fraud-model"
+    doc = app_env.get(
+        "/api/v1/drift/distribution", model="fraud-model", feature="amount", since=WINDOW
+    )
+    shown = table(at, ["lower", "upper", "reference_share"])
+    keys = [
+        "lower",
+        "upper",
+        "reference_share",
+        "production_share",
+        "reference_count",
+        "production_count",
+    ]
+    assert shown[keys].to_dict("records") == [{k: b[k] for k in keys} for b in doc["bins"]]
+    assert any(s.value == "Reference vs production: amount" for s in at.subheader)
+    history = app_env.get("/api/v1/drift/columns", model="fraud-model", feature="amount")
+    runs = table(at, ["run_id", "score", "current_count"])
+    assert runs["run_id"].tolist() == [c["run_id"] for c in history["columns"]]
+    assert runs["score"].tolist() == [c["score"] for c in history["columns"]]
+    assert runs["threshold"].tolist() == [c["threshold"] for c in history["columns"]]
+
+
+def test_a_categorical_feature_shows_its_categories(app_env):
+    at = open_page(model="recsys-model", feature="user_segment")
+    doc = app_env.get(
+        "/api/v1/drift/distribution", model="recsys-model", feature="user_segment", since=WINDOW
+    )
+    shown = table(at, ["category", "production_share"])
+    keys = [
+        "category",
+        "reference_share",
+        "production_share",
+        "reference_count",
+        "production_count",
+    ]
+    assert shown[keys].to_dict("records") == [{k: c[k] for k in keys} for c in doc["categories"]]
+    run = latest_run(app_env, "recsys-model")
+    assert table(at, ["method", "unseen"])["name"].tolist() == [
+        c["name"] for c in run["column_results"]
+    ]
+    assert at.query_params["model"] == "recsys-model"
+    assert at.query_params["feature"] == "user_segment"
+
+
+def test_the_report_loads_only_when_asked(app_env):
+    run = latest_run(app_env, "fraud-model")
+    deadline = time.monotonic() + 180
+    while run["report_status"] == "pending" and time.monotonic() < deadline:
+        time.sleep(1)
+        run = latest_run(app_env, "fraud-model")
+    assert run["report_status"] == "ready", run["report_note"]
+    at = open_page(model="fraud-model")
+    assert not at.get("iframe") and not at.get("download_button")
+    at.button(key=f"show-report-{run['run_id']}").click().run()
+    assert not at.exception
+    url = f"{app_env.url}/api/v1/drift/runs/{run['run_id']}/report"
+    with urllib.request.urlopen(url, timeout=60) as response:
+        report = response.read().decode()
+    [frame] = at.get("iframe")
+    assert frame.proto.srcdoc == report
+    [download] = at.get("download_button")
+    assert download.proto.label == "Download the report (HTML)"
+
+
+def test_pipeline_runs_equal_the_api(app_env):
+    at = open_page()
+    doc = app_env.get("/api/v1/pipelines/runs", since=WINDOW, limit=100)
+    assert len(doc["runs"]) == 3  # the demo's three nightly runs
+    shown = table(at, ["duration_s", "trace"])
+    assert shown["trace"].tolist() == [
+        f"/incident?persona=data&trace={r['trace_id']}" for r in doc["runs"]
+    ]
+    assert shown["status"].tolist() == [r["status"] for r in doc["runs"]]
+    assert shown["duration_s"].tolist() == pytest.approx(
+        [r["duration_ms"] / 1000 for r in doc["runs"]]
+    )
+    assert shown["cost"].tolist() == [r["cost"] for r in doc["runs"]]
+    summary = table(at, ["runs", "failed", "cost_per_run"])
+    assert summary[["workload", "runs", "failed"]].to_dict("records") == [
+        {k: s[k] for k in ("workload", "runs", "failed")} for s in doc["summary"]
+    ]
+
+
+def test_a_team_without_drift_data_keeps_its_pipelines(app_env):
+    at = open_page(team="data")
+    assert any("No model of these workloads has a drift reference" in i.value for i in at.info)
+    doc = app_env.get("/api/v1/pipelines/runs", since=WINDOW, team="data", limit=100)
+    assert len(table(at, ["duration_s"])) == len(doc["runs"]) == 3
+
+
+def test_an_empty_store_says_what_to_send(start_server, monkeypatch):
+    server = start_server()
+    monkeypatch.setenv("ONEPANE_SERVER", server.api_url)
+    at = open_page()
+    assert any("No drift references yet" in i.value for i in at.info)
+    assert any("onepane drift reference add" in c.value for c in at.code)
+    assert any("No pipeline run in this window" in i.value for i in at.info)
+    assert any(c.value.startswith("Data from the Onepane API") for c in at.caption)

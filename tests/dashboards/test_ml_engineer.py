@@ -1,0 +1,172 @@
+"""The ML engineer page against the demo: every figure it shows equals what the API answers
+for the same filters, the filters live in the URL, and an empty store gets guidance."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboards import ui
+
+APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+WINDOW = "6h"
+
+
+def open_page(**params: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params["persona"] = "ml"
+    at.query_params["window"] = WINDOW
+    for name, value in params.items():
+        at.query_params[name] = value
+    at.run()
+    assert not at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def table(at: AppTest, columns: Collection[str]) -> pd.DataFrame:
+    """The one table on the page holding ``columns``."""
+    found = [d.value for d in at.dataframe if set(columns) <= set(d.value.columns)]
+    assert len(found) == 1, [list(d.value.columns) for d in at.dataframe]
+    return found[0]
+
+
+def metric(at: AppTest, label: str) -> str:
+    [value] = [m.value for m in at.metric if m.label == label]
+    return value
+
+
+def model_workloads(demo_api) -> set[str]:
+    return {
+        w["workload"]
+        for w in demo_api.get("/api/v1/workloads")["workloads"]
+        if w["kind"] == "model"
+    }
+
+
+def test_versions_latency_and_throughput_equal_the_stats(app_env):
+    at = open_page()
+    mine = model_workloads(app_env)
+    groups = [
+        g
+        for g in app_env.get("/api/v1/stats", by="model", since=WINDOW)["groups"]
+        if g["workload"] in mine
+    ]
+    assert {g["model"] for g in groups} == {"fraud-model", "recsys-model"}
+    shown = table(at, ["rate_per_s", "p95_ms"])
+    keys = ["model", "version", "count", "rate_per_s", "errors", "p50_ms", "p95_ms", "p99_ms"]
+    assert shown[keys].to_dict("records") == [{k: g[k] for k in keys} for g in groups]
+    assert metric(at, "Predictions") == f"{sum(g['count'] for g in groups):,}"
+
+
+def test_models_serving_equal_the_inventory(app_env):
+    at = open_page()
+    mine = model_workloads(app_env)
+    models = [
+        m for m in app_env.get("/api/v1/models", since=WINDOW)["models"] if m["workload"] in mine
+    ]
+    shown = table(at, ["serving", "predictions"])
+    keys = ["model", "version", "workload", "serving", "predictions", "drift_status"]
+    expected = sorted(models, key=lambda m: (not m["serving"], m["model"], m["version"]))
+    assert shown[keys].to_dict("records") == [{k: m[k] for k in keys} for m in expected]
+    assert metric(at, "Versions serving now") == str(sum(m["serving"] for m in models))
+
+
+def test_gpu_use_and_idle_cost_equal_the_allocation(app_env):
+    at = open_page()
+    mine = model_workloads(app_env)
+    [allocation] = app_env.get(
+        "/api/v1/allocation", window=WINDOW, aggregate="workload", idle="true", accumulate="true"
+    )["data"]
+    used = {
+        g["workload"]: g
+        for g in app_env.get("/api/v1/gpus", by="workload", since=WINDOW)["workloads"]
+    }
+    holders = sorted(w for w in mine if allocation.get(w, {}).get("gpuHours") or w in used)
+    assert holders == ["ml/recsys-model"]  # the demo's GPU model
+    shown = table(at, ["idle_cost", "gpu_hours"]).set_index("workload")
+    assert list(shown.index) == holders
+    for name in holders:
+        cost = allocation[name]
+        assert shown.loc[name, "gpu_cost"] == cost["gpuCost"]
+        assert shown.loc[name, "idle_cost"] == cost["gpuIdleCost"]
+        assert shown.loc[name, "gpu_hours"] == cost["gpuHours"]
+        assert shown.loc[name, "utilization_pct"] == pytest.approx(
+            used[name]["avg_utilization"] * 100
+        )
+    idle = sum(allocation[w]["gpuIdleCost"] or 0.0 for w in holders)
+    assert idle > 0
+    assert metric(at, "Idle GPU cost") == ui.money(idle)
+
+
+def test_cost_per_1k_predictions_equals_the_unit_costs(app_env):
+    at = open_page()
+    mine = model_workloads(app_env)
+    rows = [
+        u
+        for u in app_env.get("/api/v1/unit-costs", by="version", window=WINDOW)["unit_costs"]
+        if u["workload"] in mine
+    ]
+    assert rows and all(u["unit"] == "1k predictions" for u in rows)
+    shown = table(at, ["unit", "unit_cost"])
+    keys = ["workload", "version", "cost", "count", "unit_cost"]
+    assert shown[keys].to_dict("records") == [{k: u[k] for k in keys} for u in rows]
+
+
+def test_drift_per_model_is_each_models_latest_run_with_a_link(app_env):
+    at = open_page()
+    latest: dict[str, dict] = {}
+    for run in app_env.get("/api/v1/drift/runs")["runs"]:
+        latest.setdefault(run["model"], run)
+    shown = table(at, ["drift_share", "details"])
+    assert shown["model"].tolist() == sorted(latest)
+    for row in shown.to_dict("records"):
+        run = latest[row["model"]]
+        assert (row["run_id"], row["status"], row["drift_share"]) == (
+            run["run_id"],
+            run["status"],
+            run["drift_share"],
+        )
+        assert row["details"] == f"/data-scientist?persona=ml&model={row['model']}"
+    drifting = sum(r["status"] == "drift" for r in latest.values())
+    assert metric(at, "Models drifting") == f"{drifting} of {len(latest)}"
+
+
+def test_gate_decisions_are_the_models_decisions(app_env):
+    at = open_page()
+    decisions = app_env.get("/api/v1/gate/decisions", kind="model", limit=20)["decisions"]
+    assert decisions
+    shown = table(at, ["verdict", "decision_id"])
+    keys = ["decision_id", "workload", "version", "action", "verdict"]
+    assert shown[keys].to_dict("records") == [{k: d[k] for k in keys} for d in decisions]
+    blocked = shown[shown["verdict"] == "blocked"]
+    assert blocked["why"].str.contains("per 1k predictions").all()
+
+
+def test_a_workload_in_the_url_narrows_every_panel(app_env):
+    at = open_page(workload="ml/fraud-model")
+    assert at.selectbox(key="widget:workload").value == "ml/fraud-model"
+    assert at.query_params["workload"] == "ml/fraud-model"
+    assert table(at, ["rate_per_s"])["workload"].tolist() == ["ml/fraud-model"]
+    assert table(at, ["unit", "unit_cost"])["workload"].tolist() == ["ml/fraud-model"]
+    assert table(at, ["verdict"])["workload"].unique().tolist() == ["ml/fraud-model"]
+    assert table(at, ["drift_share"])["model"].tolist() == ["fraud-model"]
+    assert any("held no GPU" in i.value for i in at.info)
+    assert metric(at, "Idle GPU cost") == ui.money(0.0)
+    stats = app_env.get("/api/v1/stats", by="model", since=WINDOW, workload="ml/fraud-model")
+    assert metric(at, "Predictions") == f"{stats['groups'][0]['count']:,}"
+
+
+def test_an_empty_store_says_what_to_send(start_server, monkeypatch):
+    server = start_server()
+    monkeypatch.setenv("ONEPANE_SERVER", server.api_url)
+    at = open_page()
+    assert any("No models yet" in i.value for i in at.info)
+    assert any("ml.model.name" in c.value for c in at.code)
+    listeners = server.get_json("/healthz")[1]["listeners"]
+    assert any(listeners["otlp_http"] in c.value for c in at.code)
+    assert any(c.value.startswith("Data from the Onepane API") for c in at.caption)
