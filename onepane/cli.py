@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deploy_hooks import cli as gatecli
-from onepane import __version__, costcli, driftcli, tracecli
+from onepane import __version__, costcli, driftcli, httpbase, tracecli
 from onepane.errors import ConfigError, OnepaneError
 from store.db import MEMORY_LIMIT
 
@@ -331,24 +331,12 @@ def _start_demo(args: argparse.Namespace) -> subprocess.Popen[bytes]:
     return child
 
 
-def _free_ports(host: str, count: int) -> list[int]:
-    """``count`` distinct ports nothing listens on right now."""
-    probes = [socket.socket() for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind((host, 0))
-        return [probe.getsockname()[1] for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
-
-
 def _demo_collectors(args: argparse.Namespace) -> list[int]:
     """Ports for the demo's dcgm pages and Kubernetes API; point the server at them unless
     the command line already names GPU targets or a Kubernetes API."""
     from onepane.demo_cluster import GPU_NODES
 
-    ports = _free_ports("127.0.0.1", 2)
+    ports = httpbase.free_ports(2)
     base = f"http://127.0.0.1:{ports[0]}"
     if not args.gpu_target:
         args.gpu_target = [f"{base}/{node}/metrics" for node in GPU_NODES]

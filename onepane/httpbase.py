@@ -11,6 +11,18 @@ from onepane.errors import BadRequest, PayloadTooLarge
 SOCKET_TIMEOUT_S = 30.0
 
 
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports nothing listens on right now."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind((host, 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
 class Server(ThreadingHTTPServer):
     """A threaded HTTP server whose threads die with the process."""
 

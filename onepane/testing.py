@@ -24,6 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from onepane.httpbase import free_ports
+
+__all__ = ["LiveServer", "free_ports", "run_onepane", "serve_once", "wait_for"]
+
 _READY = re.compile(r"OTLP/HTTP on (http://\S+), OTLP/gRPC on (\S+), API on (http://\S+),")
 
 

@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import re
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -28,7 +27,7 @@ from onepane.demo import DemoCompany, DemoConfig
 from onepane.demo_bill import SAVINGS_PLAN_DISCOUNT
 from onepane.demo_cluster import GPU_NODES, DemoCluster
 from onepane.kubesim import instance_id
-from onepane.testing import LiveServer, run_onepane, wait_for
+from onepane.testing import LiveServer, free_ports, run_onepane, wait_for
 
 HOUR, DAY = 3600, 86400
 DEMO_CONFIG = Path(demo_cluster.__file__).with_name("demo.yaml")  # what `onepane up --demo` reads
@@ -72,17 +71,6 @@ def post(url: str, data: bytes) -> dict[str, Any]:
     request = urllib.request.Request(url, data=data, method="POST")
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.loads(response.read())
-
-
-def free_ports(count: int) -> list[int]:
-    probes = [socket.socket() for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ all sent through the real paths (OTLP exporters, dcgm pages, the Kubernetes API,
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from onepane import demo_drift, demo_gate
 from onepane.cli import DEMO_CONFIG
 from onepane.demo import DemoCompany, DemoConfig
 from onepane.demo_cluster import GPU_NODES, DemoCluster
-from onepane.testing import LiveServer, wait_for
+from onepane.testing import LiveServer, free_ports, wait_for
 
 HOUR_NS = 3600 * 10**9
 CHECKOUTS, RECOMMENDATIONS, PIPELINE_RUNS = 360, 180, 3
@@ -48,17 +47,6 @@ class DemoApi:
         request.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(request, timeout=300) as response:
             return json.loads(response.read())
-
-
-def _free_ports(count: int) -> list[int]:
-    probes = [socket.socket() for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
 
 
 def _config(tmp: Path) -> Path:
@@ -88,7 +76,7 @@ def _emit_history(company: DemoCompany) -> None:
 @pytest.fixture(scope="session")
 def demo_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoApi]:
     tmp = tmp_path_factory.mktemp("dashboards")
-    dcgm_port, kube_port = _free_ports(2)
+    dcgm_port, kube_port = free_ports(2)
     targets = [
         arg
         for node in GPU_NODES

@@ -4,7 +4,6 @@ number for the same team, workload and window."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -14,28 +13,18 @@ from streamlit.testing.v1 import AppTest
 from dashboards import ui
 from dashboards.views import _incident_traces as traces
 from onepane.testing import LiveServer
+from tests.dashboards import pages
 from tests.dashboards.conftest import DemoApi
 
-APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
 APPS = ["shop/checkout-api", "shop/recommendations-api", "shop/web-frontend"]
 WINDOW = "6h"
 
 
 def open_page(**params: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    at.query_params["persona"] = "app"
-    for name, value in params.items():
-        at.query_params[name] = value
-    at.run()
-    at.switch_page("views/app_developer.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    assert at.main.caption[-1].value.startswith("Data from the Onepane API")  # the footer
-    return at
+    return pages.open_page("app", "app_developer", **params)
 
 
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
+metrics = pages.metrics
 
 
 # The page's tables, each told by its columns (the slowest traces come before the failed).
@@ -173,7 +162,7 @@ def test_empty_store_says_what_to_send(
 
 def test_unreachable_server_is_an_error_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ONEPANE_SERVER", "http://127.0.0.1:9")
-    at = AppTest.from_file(str(APP), default_timeout=60)
+    at = AppTest.from_file(str(pages.APP), default_timeout=60)
     at.query_params["persona"] = "app"
     at.run()
     assert not at.exception

@@ -6,39 +6,21 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from collections.abc import Collection
-from pathlib import Path
 
-import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+from tests.dashboards import pages
+
 WINDOW = "6h"
 
 
 def open_page(**params: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    at.query_params["persona"] = "data"
-    at.query_params["window"] = WINDOW
-    for name, value in params.items():
-        at.query_params[name] = value
-    at.run()
-    assert not at.exception
-    assert not at.error, [e.value for e in at.error]
-    return at
+    return pages.open_page("data", window=WINDOW, **params)
 
 
-def table(at: AppTest, columns: Collection[str]) -> pd.DataFrame:
-    """The one table on the page holding ``columns``."""
-    found = [d.value for d in at.dataframe if set(columns) <= set(d.value.columns)]
-    assert len(found) == 1, [list(d.value.columns) for d in at.dataframe]
-    return found[0]
-
-
-def metric(at: AppTest, label: str) -> str:
-    [value] = [m.value for m in at.metric if m.label == label]
-    return value
+table = pages.table_with
+metric = pages.metric
 
 
 def latest_run(demo_api, model: str) -> dict:

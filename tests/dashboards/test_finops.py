@@ -9,7 +9,6 @@ import io
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,23 +16,14 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from onepane.testing import LiveServer
-
-APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+from tests.dashboards import pages
 
 
 def run_page(**params: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    at.query_params["persona"] = "finops"
-    for name, value in params.items():
-        at.query_params[name] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
+    return pages.open_page("finops", **params)
 
 
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
+metrics = pages.metrics
 
 
 def dollars(text: str) -> float:

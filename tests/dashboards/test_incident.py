@@ -8,7 +8,6 @@ import http.client
 import re
 import time
 from collections.abc import Callable
-from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pandas as pd
@@ -23,26 +22,17 @@ from dashboards.views import _incident_trace as trace_view
 from dashboards.views import _incident_traces as traces
 from dashboards.views import _incident_waterfall as waterfall
 from onepane.testing import LiveServer
+from tests.dashboards import pages
 from tests.dashboards.conftest import DemoApi
 
-APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
 WINDOW = "6h"
 
 
 def open_page(**params: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    at.query_params["persona"] = "app"
-    for name, value in params.items():
-        at.query_params[name] = value
-    at.run()
-    at.switch_page("views/incident.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert at.main.caption[-1].value.startswith("Data from the Onepane API")  # the footer
-    return at
+    return pages.open_page("app", "incident", errors_ok=True, **params)
 
 
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
+metrics = pages.metrics
 
 
 def tables(at: AppTest, *first_columns: str) -> list[pd.DataFrame]:
@@ -238,7 +228,7 @@ def test_a_10000_span_trace_renders_folded_and_fast(
     assert status == 200 and doc["span_count"] == BIG
     monkeypatch.setenv("ONEPANE_SERVER", server.api_url)
 
-    at = AppTest.from_file(str(APP), default_timeout=60)
+    at = AppTest.from_file(str(pages.APP), default_timeout=60)
     at.query_params["persona"], at.query_params["trace"] = "app", trace_id.hex()
     at.run()
     started = time.perf_counter()

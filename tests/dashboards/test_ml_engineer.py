@@ -3,41 +3,21 @@ for the same filters, the filters live in the URL, and an empty store gets guida
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from pathlib import Path
-
-import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboards import ui
+from tests.dashboards import pages
 
-APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
 WINDOW = "6h"
 
 
 def open_page(**params: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    at.query_params["persona"] = "ml"
-    at.query_params["window"] = WINDOW
-    for name, value in params.items():
-        at.query_params[name] = value
-    at.run()
-    assert not at.exception
-    assert not at.error, [e.value for e in at.error]
-    return at
+    return pages.open_page("ml", window=WINDOW, **params)
 
 
-def table(at: AppTest, columns: Collection[str]) -> pd.DataFrame:
-    """The one table on the page holding ``columns``."""
-    found = [d.value for d in at.dataframe if set(columns) <= set(d.value.columns)]
-    assert len(found) == 1, [list(d.value.columns) for d in at.dataframe]
-    return found[0]
-
-
-def metric(at: AppTest, label: str) -> str:
-    [value] = [m.value for m in at.metric if m.label == label]
-    return value
+table = pages.table_with
+metric = pages.metric
 
 
 def model_workloads(demo_api) -> set[str]:
