@@ -267,9 +267,11 @@ class ApiHandler(httpbase.Handler):
                 f"unknown search parameter {sorted(unknown)[0][:40]!r}; "
                 f"use {', '.join(sorted(_SEARCH_PARAMS))}"
             )
-        columns = {
-            column: q[param] for param, column in search.COLUMN_FILTERS.items() if param in q
-        }
+        columns: dict[str, str | tuple[str, ...]] = {}
+        for param, column in search.COLUMN_FILTERS.items():
+            values = tuple(dict.fromkeys(v for v in self.query_lists.get(param, []) if v))
+            if values:  # a repeated parameter matches any of its values
+                columns[column] = values if len(values) > 1 else values[0]
         return search.TraceQuery(
             columns=columns,
             min_duration_ns=self._ms_as_ns("min_duration_ms"),

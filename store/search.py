@@ -46,7 +46,8 @@ class TraceQuery:
     """What a trace search asks for. ``attrs`` holds (key, value) pairs; value None means
     the attribute only has to be present."""
 
-    columns: dict[str, str] = field(default_factory=dict)  # column -> value
+    # column -> value, or the values any of which it may have (a repeated parameter)
+    columns: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
     min_duration_ns: int | None = None
     max_duration_ns: int | None = None
     status: str | None = None
@@ -181,8 +182,12 @@ def _span_conditions(
     for i, (column, value) in enumerate(sorted(query.columns.items())):
         if column not in COLUMN_FILTERS.values():
             raise BadRequest(f"cannot filter spans on {column!r}")
-        conditions.append(f"s.{column} = $c{i}")
-        params[f"c{i}"] = value
+        if isinstance(value, tuple):
+            conditions.append(f"list_contains($c{i}, s.{column})")
+            params[f"c{i}"] = list(value)
+        else:
+            conditions.append(f"s.{column} = $c{i}")
+            params[f"c{i}"] = value
     if query.min_duration_ns is not None:
         conditions.append("s.duration_ns >= $min_ns")
         params["min_ns"] = query.min_duration_ns

@@ -141,9 +141,6 @@ def show_unit_cost(rows: Any, scope: Sequence[str], by_version: bool, window: st
 
 
 def show_traces(found: Mapping[str, Any], scope: Sequence[str], window: str) -> None:
-    if len(scope) > data.MAX_TRACE_WORKLOADS:
-        shown = ", ".join(scope[: data.MAX_TRACE_WORKLOADS])
-        st.caption(f"Traces of the first {data.MAX_TRACE_WORKLOADS} workloads: {shown}.")
     left, right = st.columns(2)
     for column, kind, title, order in (
         (left, "slowest", "Slowest traces", "slowest"),

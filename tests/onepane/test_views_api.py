@@ -283,3 +283,18 @@ def test_healthz_names_where_to_send_telemetry(views: tuple[LiveServer, dict]) -
         "otlp_grpc": server.grpc_address,
         "api": server.api_url,
     }
+
+
+def test_trace_search_takes_a_repeated_workload_as_any_of_them(
+    views: tuple[LiveServer, dict],
+) -> None:
+    server, sent = views
+    one = get(server, "/api/v1/traces", workload="shop/checkout-api", limit="1000", **WINDOW)
+    both = get(server, "/api/v1/traces", workload=["shop/checkout-api", "ml/fraud-model"],
+               limit="1000", **WINDOW)  # fmt: skip
+    assert len(one["traces"]) == len(sent["requests"])
+    assert len(both["traces"]) == len(sent["requests"]) + len(sent["predictions"])
+    slowest = get(server, "/api/v1/traces", workload=["shop/checkout-api", "ml/fraud-model"],
+                  sort="slowest", limit="1", **WINDOW)["traces"]  # fmt: skip
+    longest = max(int(r["ms"] * MS) for r in sent["requests"])
+    assert [t["duration_ns"] for t in slowest] == [longest]
