@@ -34,6 +34,7 @@ bench: install
 	$(PY) bench/cost.py
 	$(PY) bench/gate.py
 	$(PY) bench/drift.py
+	$(PY) bench/dashboards.py
 
 lock:
 	$(UV) pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
