@@ -6,6 +6,7 @@ Errors become one line and an exit code here.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import socket
 import subprocess
@@ -355,6 +356,10 @@ def _run_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         day_seconds=args.day_seconds,
     )
+    # `onepane up` starts the demo before the server listens: the exporters' retries of
+    # their first exports are expected, not worth a warning each.
+    exporters = logging.getLogger("opentelemetry.exporter.otlp.proto.http")
+    exporters.setLevel(logging.ERROR)
     company = DemoCompany(config)
     stop = threading.Event()
     if args.duration is not None:
@@ -378,6 +383,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     )
     threading.Thread(target=cluster.run, args=(stop,), daemon=True).start()
     _wait_for_endpoint(args.endpoint, stop)
+    exporters.setLevel(logging.NOTSET)
     history = (cluster, args.api, args.seed, stop, args.endpoint)
     threading.Thread(target=_history, args=history, daemon=True).start()
     threading.Thread(target=_announce, args=(company, args.api, stop), daemon=True).start()
