@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 
 from collectors.gpu import dcgm
-from onepane.cli import _free_ports
 from onepane.demo import DemoCompany, DemoConfig
 from onepane.demo_cluster import GPU_NODES, TRAINER, DemoCluster
-from onepane.testing import LiveServer
+from onepane.testing import LiveServer, free_ports
 
 DAY_S = 600.0
 NOON, MIDNIGHT, NEXT_NOON = DAY_S * 0.25, DAY_S * 0.75, DAY_S * 1.25
@@ -102,7 +101,7 @@ def test_a_live_server_reads_the_demo_cluster_through_its_collectors(
 ) -> None:
     """As `onepane up --demo` wires it: the server scrapes the demo's GPU nodes and watches
     its Kubernetes API, and the demo company sends its telemetry to the server."""
-    dcgm_port, kube_port = _free_ports("127.0.0.1", 2)
+    dcgm_port, kube_port = free_ports(2)
     targets = [
         arg
         for node in GPU_NODES

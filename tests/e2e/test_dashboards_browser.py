@@ -35,6 +35,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 SCREENSHOTS = Path(os.environ.get("ONEPANE_SCREENSHOTS") or Path(__file__).with_name("screenshots"))
 START_S = 120  # the server, the demo's history and the dashboards
 DATA_S = 120  # the demo's releases reach the gate a little after its history
+SETTLED_S = 15  # a trace this old has all its spans (the demo exports every few seconds)
 _API = re.compile(r"API on (http://\S+?),")
 _DASHBOARDS = re.compile(r"dashboards on (http://\S+)")
 _MONEY = re.compile(r"\$\d[\d,]*\.\d{2,4}")
@@ -170,7 +171,12 @@ def demo(onepane: Onepane) -> Onepane:
 
 
 def _checkouts(up: Onepane) -> list[dict[str, Any]]:
-    found = up.get("/api/v1/traces", service="web-frontend", route="/checkout", since="1h")
+    """Successful checkouts whose spans have all arrived: the demo's services export in
+    batches every few seconds, so a trace younger than that may still be missing some."""
+    settled = str(time.time() - SETTLED_S)  # the search's end: traces started before it
+    found = up.get(
+        "/api/v1/traces", service="web-frontend", route="/checkout", since="1h", end=settled
+    )
     return [t for t in found["traces"] if t.get("error_count", 0) == 0]
 
 
