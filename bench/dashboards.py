@@ -290,7 +290,7 @@ class _Forward(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, *args: object) -> None:
-        pass
+        """Quiet: the bench prints its own table of calls."""
 
 
 def api_calls(api_url: str, page_list: list[Page]) -> None:

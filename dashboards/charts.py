@@ -71,7 +71,11 @@ def bars(
     }
     if color:
         encoding["color"] = alt.Color(f"{color}:N", title=None, legend=alt.Legend(orient="bottom"))
-    chart = alt.Chart(df, title=title).mark_bar().encode(**encoding)
+    # On a time axis a bar has no band to fill: size it to the number of steps shown.
+    mark = alt.Chart(df, title=title).mark_bar(
+        size=max(2, min(40, 600 // max(1, df[x].nunique()))) if time else alt.Undefined
+    )
+    chart = mark.encode(**encoding)
     st.altair_chart(chart.properties(height=height), width="stretch")
 
 

@@ -250,8 +250,9 @@ def drift_panel(doc: Any, runs: list[dict[str, Any]]) -> None:
         return
     if not runs:
         st.info(
-            "No drift run for these models yet: register a reference with `onepane drift "
-            "reference add`, then `onepane drift run --model NAME` (or schedule it)."
+            "No drift run for these models yet. Once a model has a reference (`onepane drift "
+            "reference add`), run `onepane drift run --model NAME`, or schedule it under "
+            "`drift.models` in onepane.yaml."
         )
         return
     rows = [

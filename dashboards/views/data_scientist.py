@@ -134,7 +134,7 @@ def render(docs: dict[str, Any]) -> None:
     references = docs["references"]
     pipelines = None
     if ui.failed(references, "drift references"):
-        pass
+        references = None  # shown; the pipeline runs below still are
     elif not references["references"]:
         common.no_models("drift references")
     else:

@@ -90,7 +90,7 @@ def _wait(what: str, check: Callable[[], bool], seconds: float, up: Onepane) -> 
             if check():
                 return
         except (urllib.error.URLError, OSError, KeyError):
-            pass
+            pass  # not answering yet: ask again
         time.sleep(0.5)
     pytest.fail(f"no {what} within {seconds:.0f} s; onepane up said:\n{up.log()}")
 
