@@ -26,7 +26,14 @@ from typing import Any
 
 from onepane.httpbase import free_ports
 
-__all__ = ["LiveServer", "free_ports", "run_onepane", "serve_once", "wait_for"]
+__all__ = [
+    "LiveServer",
+    "demo_cluster_flags",
+    "free_ports",
+    "run_onepane",
+    "serve_once",
+    "wait_for",
+]
 
 _READY = re.compile(r"OTLP/HTTP on (http://\S+), OTLP/gRPC on (\S+), API on (http://\S+),")
 
@@ -113,6 +120,21 @@ class LiveServer:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait(30)
+
+
+def demo_cluster_flags(scrape_interval: str) -> tuple[int, int, list[str]]:
+    """Free ports for the demo's dcgm pages and Kubernetes API, and the `onepane serve`
+    flags that point the server at them, as `onepane up --demo` wires it."""
+    from onepane.demo_cluster import GPU_NODES
+
+    dcgm_port, kube_port = free_ports(2)
+    flags = [
+        arg
+        for node in GPU_NODES
+        for arg in ("--gpu-target", f"http://127.0.0.1:{dcgm_port}/{node}/metrics")
+    ]
+    flags += ["--scrape-interval", scrape_interval, "--kube-api", f"http://127.0.0.1:{kube_port}"]
+    return dcgm_port, kube_port, flags
 
 
 def run_onepane(

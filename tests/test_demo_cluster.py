@@ -11,8 +11,8 @@ import pytest
 
 from collectors.gpu import dcgm
 from onepane.demo import DemoCompany, DemoConfig
-from onepane.demo_cluster import GPU_NODES, TRAINER, DemoCluster
-from onepane.testing import LiveServer, free_ports
+from onepane.demo_cluster import TRAINER, DemoCluster
+from onepane.testing import LiveServer, demo_cluster_flags
 
 DAY_S = 600.0
 NOON, MIDNIGHT, NEXT_NOON = DAY_S * 0.25, DAY_S * 0.75, DAY_S * 1.25
@@ -101,15 +101,8 @@ def test_a_live_server_reads_the_demo_cluster_through_its_collectors(
 ) -> None:
     """As `onepane up --demo` wires it: the server scrapes the demo's GPU nodes and watches
     its Kubernetes API, and the demo company sends its telemetry to the server."""
-    dcgm_port, kube_port = free_ports(2)
-    targets = [
-        arg
-        for node in GPU_NODES
-        for arg in ("--gpu-target", f"http://127.0.0.1:{dcgm_port}/{node}/metrics")
-    ]
-    server = start_server(
-        *targets, "--scrape-interval", "1s", "--kube-api", f"http://127.0.0.1:{kube_port}"
-    )
+    dcgm_port, kube_port, cluster_flags = demo_cluster_flags("1s")
+    server = start_server(*cluster_flags)
     cluster = make_cluster(server.otlp_url, kube_port=kube_port, dcgm_port=dcgm_port)
     cluster.tick(elapsed_s=MIDNIGHT)
 

@@ -25,9 +25,9 @@ import pytest
 from onepane import demo_cluster
 from onepane.demo import DemoCompany, DemoConfig
 from onepane.demo_bill import SAVINGS_PLAN_DISCOUNT
-from onepane.demo_cluster import GPU_NODES, DemoCluster
+from onepane.demo_cluster import DemoCluster
 from onepane.kubesim import instance_id
-from onepane.testing import LiveServer, free_ports, run_onepane, wait_for
+from onepane.testing import LiveServer, demo_cluster_flags, free_ports, run_onepane, wait_for
 
 HOUR, DAY = 3600, 86400
 DEMO_CONFIG = Path(demo_cluster.__file__).with_name("demo.yaml")  # what `onepane up --demo` reads
@@ -82,16 +82,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     settings = DEMO_CONFIG.read_text()
     assert settings.count("{every: 5m, ") == 2
     config.write_text(settings.replace("{every: 5m, ", "{") + "cost:\n  rollup_interval: 1h\n")
-    dcgm_port, kube_port = free_ports(2)
-    targets = [
-        arg
-        for node in GPU_NODES
-        for arg in ("--gpu-target", f"http://127.0.0.1:{dcgm_port}/{node}/metrics")
-    ]
+    dcgm_port, kube_port, cluster_flags = demo_cluster_flags("5s")
     server = LiveServer(
-        tmp / "onepane.duckdb", "--decoders", "0", "--config", str(config), *targets,
-        "--scrape-interval", "5s", "--kube-api", f"http://127.0.0.1:{kube_port}",
-    )  # fmt: skip
+        tmp / "onepane.duckdb", "--decoders", "0", "--config", str(config), *cluster_flags
+    )
     company_config = DemoConfig(endpoint=server.otlp_url, seed=7, day_seconds=600.0)
     company = DemoCompany(company_config)
     cluster = DemoCluster(company, company_config, seed=7)

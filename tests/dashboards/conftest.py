@@ -20,8 +20,8 @@ import pytest
 from onepane import demo_drift, demo_gate
 from onepane.cli import DEMO_CONFIG
 from onepane.demo import DemoCompany, DemoConfig
-from onepane.demo_cluster import GPU_NODES, DemoCluster
-from onepane.testing import LiveServer, free_ports, wait_for
+from onepane.demo_cluster import DemoCluster
+from onepane.testing import LiveServer, demo_cluster_flags, wait_for
 
 HOUR_NS = 3600 * 10**9
 CHECKOUTS, RECOMMENDATIONS, PIPELINE_RUNS = 360, 180, 3
@@ -76,16 +76,10 @@ def _emit_history(company: DemoCompany) -> None:
 @pytest.fixture(scope="session")
 def demo_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoApi]:
     tmp = tmp_path_factory.mktemp("dashboards")
-    dcgm_port, kube_port = free_ports(2)
-    targets = [
-        arg
-        for node in GPU_NODES
-        for arg in ("--gpu-target", f"http://127.0.0.1:{dcgm_port}/{node}/metrics")
-    ]
+    dcgm_port, kube_port, cluster_flags = demo_cluster_flags("2s")
     server = LiveServer(
-        tmp / "onepane.duckdb", "--decoders", "0", "--config", str(_config(tmp)), *targets,
-        "--scrape-interval", "2s", "--kube-api", f"http://127.0.0.1:{kube_port}",
-    )  # fmt: skip
+        tmp / "onepane.duckdb", "--decoders", "0", "--config", str(_config(tmp)), *cluster_flags
+    )
     config = DemoConfig(endpoint=server.otlp_url, seed=11, day_seconds=600.0)
     company = DemoCompany(config)
     cluster = DemoCluster(company, config, seed=11)

@@ -86,11 +86,9 @@ def _wait(what: str, check: Callable[[], bool], seconds: float, up: Onepane) -> 
     while time.monotonic() < deadline:
         if up.proc.poll() is not None:
             pytest.fail(f"onepane up exited ({up.proc.returncode}) before {what}:\n{up.log()}")
-        try:
+        with suppress(urllib.error.URLError, OSError, KeyError):  # not answering yet
             if check():
                 return
-        except (urllib.error.URLError, OSError, KeyError):
-            pass  # not answering yet: ask again
         time.sleep(0.5)
     pytest.fail(f"no {what} within {seconds:.0f} s; onepane up said:\n{up.log()}")
 
