@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from dashboards import api, state
+from dashboards import api, state, tables
 
 _STARTED = "ui:page_started"
 
@@ -18,6 +18,7 @@ _STARTED = "ui:page_started"
 def start_page(title: str, caption: str) -> None:
     """The page's title and what it answers; starts its render clock."""
     st.session_state[_STARTED] = time.perf_counter()
+    st.html(tables.STYLE)
     st.title(title)
     st.caption(caption)
 

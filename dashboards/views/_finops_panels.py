@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from dashboards import charts, ui
+from dashboards import charts, tables, ui
 from dashboards.state import Filters
 from dashboards.views import _finops_data as data
 
@@ -65,9 +65,8 @@ def cost(where: DeltaGenerator, result: Any, f: Filters, by: str) -> data.Cost |
         ]
         _metrics(st, figures)
         charts.bars(data.over_time(found.rows, by), "time", "cost", by, y_title="cost ($)")
-        st.dataframe(
+        tables.show(
             per,
-            hide_index=True,
             column_config={
                 "cost": _MONEY,
                 "cpu_cost": _MONEY,
@@ -190,16 +189,16 @@ def reconciliation(where: DeltaGenerator, result: Any) -> None:
         )
         days = data.reconciliation_days(result)
         charts.lines(data.reconciliation_series(days), "cost", "series", y_title="cost ($)")
-        st.dataframe(
-            days.iloc[::-1],
-            hide_index=True,
-            column_config={
-                "allocated": _MONEY,
-                "billed": _MONEY,
-                "gap": _MONEY,
-                "gap_pct": st.column_config.NumberColumn("gap %", format="%.1f"),
-            },
-        )
+        with st.expander("Day by day"):
+            tables.show(
+                days.iloc[::-1],
+                column_config={
+                    "allocated": _MONEY,
+                    "billed": _MONEY,
+                    "gap": _MONEY,
+                    "gap_pct": st.column_config.NumberColumn("gap %", format="%.1f"),
+                },
+            )
 
 
 # -- model inventory -------------------------------------------------------------------
@@ -220,9 +219,8 @@ def inventory(where: DeltaGenerator, result: Any, f: Filters) -> None:
             return
         serving = sum(1 for r in rows if r.get("serving"))
         st.caption(f"{len(rows)} model versions seen in 30 days, {serving} serving now.")
-        st.dataframe(
+        tables.show(
             pd.DataFrame(rows),
-            hide_index=True,
             column_config={
                 "unit_cost": _SMALL_MONEY,
                 "cost": _MONEY,
@@ -254,9 +252,8 @@ def gate_log(where: DeltaGenerator, result: Any) -> None:
                 "recorded here."
             )
             return
-        st.dataframe(
+        tables.show(
             data.gate_rows(decisions),
-            hide_index=True,
             column_config={
                 "unit_cost": _SMALL_MONEY,
                 "time": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),

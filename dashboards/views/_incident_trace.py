@@ -12,7 +12,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboards import state, ui
+from dashboards import state, tables, ui
 from dashboards.charts import ROLE_COLORS
 from dashboards.views import _incident_waterfall as waterfall
 from dashboards.views._incident_traces import started
@@ -32,8 +32,9 @@ def show(doc: Doc, catalog: Sequence[Mapping[str, Any]]) -> None:
         links(doc, catalog)
     errors(doc)
     logs(doc)
-    with st.expander(f"All {doc['span_count']:,} spans"):
-        st.dataframe(span_frame(doc["spans"]), hide_index=True, key="incident-spans")
+    # Drawn on demand: a trace may hold thousands of spans (the waterfall folds them).
+    if st.toggle(f"Show all {doc['span_count']:,} spans as a table", key="incident-all-spans"):
+        tables.show(span_frame(doc["spans"]), key="incident-spans")
 
 
 def header(doc: Doc) -> None:
@@ -99,9 +100,8 @@ def time_split(doc: Doc) -> None:
         )
     )
     st.altair_chart(bar, width="stretch", key="incident-split")
-    st.dataframe(
+    tables.show(
         pd.DataFrame(split["by_service"], columns=["service", "workload", "role", "ms", "share"]),
-        hide_index=True,
         key="incident-by-service",
         column_config={
             "ms": st.column_config.NumberColumn("ms", format="%.3f"),
@@ -156,7 +156,7 @@ def errors(doc: Doc) -> None:
     if not failed:
         st.caption("No span of this trace failed.")
         return
-    st.dataframe(error_frame(failed), hide_index=True, key="incident-errors")
+    tables.show(error_frame(failed), key="incident-errors")
 
 
 def error_frame(spans: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -184,7 +184,7 @@ def logs(doc: Doc) -> None:
     if frame.empty:
         st.caption("No log record carries this trace's id.")
         return
-    st.dataframe(frame, hide_index=True, key="incident-logs")
+    tables.show(frame, key="incident-logs")
 
 
 def log_frame(doc: Doc) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboards import ui
+from dashboards import tables, ui
 
 COLUMNS = [
     "trace",
@@ -60,17 +60,11 @@ def frame(traces: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def trace_ids(df: pd.DataFrame) -> list[str]:
-    """The trace ids of a :func:`frame` (what its links open)."""
-    return [url.rsplit("trace=", 1)[1] for url in df["trace"]]
-
-
 def show(traces: Sequence[Mapping[str, Any]], key: str) -> None:
     """The summaries as a table; a click on a trace id opens its waterfall."""
-    st.dataframe(
+    tables.show(
         frame(traces),
         key=key,
-        hide_index=True,
         column_config={
             "trace": st.column_config.LinkColumn(
                 "Trace", display_text=r"trace=([0-9a-f]{16})", help="Open in the incident view"

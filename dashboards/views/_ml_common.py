@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboards import api, state, ui
+from dashboards import api, state, tables, ui
 
 Rows = Sequence[Mapping[str, Any]]
 
@@ -31,7 +31,7 @@ def frame(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> pd.DataF
 
 def table(df: pd.DataFrame, config: Mapping[str, Any] | None = None) -> None:
     """A frame as a table, without its index."""
-    st.dataframe(df, hide_index=True, column_config=dict(config or {}))
+    tables.show(df, column_config=dict(config or {}))
 
 
 def number(label: str, fmt: str = "%.2f") -> Any:

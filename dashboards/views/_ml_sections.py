@@ -11,13 +11,16 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboards import api, charts, ui
+from dashboards import api, charts, state, ui
 from dashboards.views import _ml_common as common
 
 IDLE = "__idle__"  # the allocation's row for capacity no workload holds
 
 
 # -- the rows each panel shows (pure: what the tests compare with the API) ------------
+
+
+_CHARTS = {"latency": "p95 latency per version", "throughput": "Throughput per version"}
 
 
 def models(doc: Any, mine: Collection[str]) -> list[dict[str, Any]]:
@@ -154,12 +157,15 @@ def latency_panel(doc: Any, totals: list[dict[str, Any]], series: list[dict[str,
         },
     )
     if series:
+        # One chart at a time (each drawn costs the first render a few tenths of a second).
         df = charts.frame(series).rename(columns={"key": "version"})
-        left, right = st.columns(2)
-        with left:
-            charts.lines(df, "p95_ms", "version", title="p95 latency", y_title="ms")
-        with right:
+        shown = state.select(
+            "Chart", "chart", list(_CHARTS), "latency", format_func=_CHARTS.__getitem__
+        )
+        if shown == "throughput":
             charts.lines(df, "rate_per_s", "version", title="Throughput", y_title="predictions/s")
+        else:
+            charts.lines(df, "p95_ms", "version", title="p95 latency", y_title="ms")
 
 
 def gpu_panel(gpus: Any, alloc_doc: Any, rows: list[dict[str, Any]], unallocated: float) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboards import api, charts, state, ui
+from dashboards import api, charts, state, tables, ui
 from dashboards.views import _appdev_data as data
 from dashboards.views import _incident_traces as traces
 
@@ -25,6 +25,7 @@ EMPTY_HOW = (
     "or the `team` (`onepane.dev/team`) label of its Kubernetes workload."
 )
 LATENCIES = ("p50", "p95", "p99")
+CHARTS = {"rate": "Requests/s", "errors": "Error %", "latency": "Latency"}
 
 
 def _ms(label: str) -> Any:
@@ -39,9 +40,8 @@ def show_metrics(t: data.Totals) -> None:
 
 def show_services(table: Any) -> None:
     st.subheader("My services")
-    st.dataframe(
+    tables.show(
         table,
-        hide_index=True,
         key="appdev-services",
         column_config={
             "rate_per_s": st.column_config.NumberColumn("req/s", format="%.3f"),
@@ -60,9 +60,8 @@ def show_routes(doc: Mapping[str, Any], groups: Sequence[Mapping[str, Any]], win
     if not groups:
         st.info(f"No requests with an HTTP route in the last {window}.")
         return
-    st.dataframe(
+    tables.show(
         data.route_table(groups),
-        hide_index=True,
         key="appdev-routes",
         column_config={
             "rate_per_s": st.column_config.NumberColumn("req/s", format="%.3f"),
@@ -74,25 +73,35 @@ def show_routes(doc: Mapping[str, Any], groups: Sequence[Mapping[str, Any]], win
         },
     )
     keys = list(dict.fromkeys(g["key"] for g in groups))
-    left, right = st.columns([3, 1])
-    route = state.select("Route in the charts", "route", [state.ALL, *keys], state.ALL, where=left)
+    left, middle, right = st.columns([3, 1, 1])
+    route = state.select("Route in the chart", "route", [state.ALL, *keys], state.ALL, where=left)
+    shown = state.select(
+        "Chart", "chart", list(CHARTS), "latency", where=middle, format_func=CHARTS.__getitem__
+    )
     latency = state.select("Latency", "latency", LATENCIES, "p95", where=right)
     series = data.route_series(doc, groups, None if route == state.ALL else route)
     if (
         route == state.ALL
         and len({(g["key"], g["workload"]) for g in groups}) > data.MAX_CHART_ROUTES
     ):
-        st.caption(f"The charts show the {data.MAX_CHART_ROUTES} busiest routes; pick one above.")
+        st.caption(f"The chart shows the {data.MAX_CHART_ROUTES} busiest routes; pick one above.")
     step = doc.get("step", "")
-    rate, errors, slow = st.tabs(["Requests/s", "Error %", f"{latency} latency"])
-    with rate:
+    # One chart at a time: each chart drawn costs the page's first render a few tenths of a
+    # second in the browser.
+    if shown == "rate":
         charts.lines(
             series, "rate_per_s", "route", title=f"Requests/s ({step} buckets)", y_title="req/s"
         )
-    with errors:
+    elif shown == "errors":
         charts.lines(series, "error_pct", "route", title=f"Error % ({step} buckets)", y_title="%")
-    with slow:
-        charts.lines(series, f"{latency}_ms", "route", title=f"{latency} latency", y_title="ms")
+    else:
+        charts.lines(
+            series,
+            f"{latency}_ms",
+            "route",
+            title=f"{latency} latency ({step} buckets)",
+            y_title="ms",
+        )
 
 
 def show_deploys(found: Mapping[str, Any], scope: Sequence[str]) -> None:
@@ -109,9 +118,8 @@ def show_deploys(found: Mapping[str, Any], scope: Sequence[str]) -> None:
             "deploy pipeline (or install the admission webhook) and each release shows here."
         )
         return
-    st.dataframe(
+    tables.show(
         table,
-        hide_index=True,
         key="appdev-deploys",
         column_config={
             "time": st.column_config.DatetimeColumn("time (UTC)"),
@@ -141,12 +149,12 @@ def show_unit_cost(rows: Any, scope: Sequence[str], by_version: bool, window: st
 
 
 def show_traces(found: Mapping[str, Any], scope: Sequence[str], window: str) -> None:
-    left, right = st.columns(2)
-    for column, kind, title, order in (
-        (left, "slowest", "Slowest traces", "slowest"),
-        (right, "failed", "Failed traces", "newest"),
+    # One under the other: a table of traces is as wide as the page.
+    for kind, title, order in (
+        ("slowest", "Slowest traces", "slowest"),
+        ("failed", "Failed traces", "newest"),
     ):
-        with column:
+        with st.container():
             st.subheader(title)
             results = [found[name] for name in found if name.startswith(f"{kind}:")]
             error = next((r for r in results if isinstance(r, api.ApiError)), None)

@@ -23,6 +23,8 @@ KINDS = ("model", "pipeline")
 RUNS_READ = 200  # the newest runs of the model the history panels show
 PIPELINE_RUNS = 100
 
+HISTORY = {"feature": "Drift score of the feature, run after run", "dataset": "Dataset drift share"}
+
 
 def model_options(references: Any, inventory: Any, mine: Collection[str] | None) -> list[str]:
     """Models with a drift reference; those of the page's workloads when the filters narrow
@@ -99,8 +101,15 @@ def drift(f: state.Filters, references: Any, options: list[str]) -> Any:
     headline(run)
     sections.features_panel(run, model)
     sections.distribution_panel(docs["distribution"], feature)
-    sections.score_panel(docs["columns"], feature)
-    sections.share_panel(docs["runs"])
+    # One history chart at a time: each chart drawn costs the first render a few tenths of
+    # a second in the browser.
+    history = state.select(
+        "History", "history", list(HISTORY), "feature", format_func=HISTORY.__getitem__
+    )
+    if history == "dataset":
+        sections.share_panel(docs["runs"])
+    else:
+        sections.score_panel(docs["columns"], feature)
     sections.report_panel(run if isinstance(run, dict) else None)
     return docs["pipelines"]
 

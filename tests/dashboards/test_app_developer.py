@@ -11,7 +11,6 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboards import ui
-from dashboards.views import _incident_traces as traces
 from onepane.testing import LiveServer
 from tests.dashboards import pages
 from tests.dashboards.conftest import DemoApi
@@ -27,18 +26,19 @@ def open_page(**params: str) -> AppTest:
 metrics = pages.metrics
 
 
+num = pages.num
 # The page's tables, each told by its columns (the slowest traces come before the failed).
 TABLES = {
     "services": ("workload", "team"),
     "routes": ("route", "workload"),
-    "deploys": ("time", "workload"),
-    "slowest": ("trace", "duration_ms"),
-    "failed": ("trace", "duration_ms"),
+    "deploys": ("time (UTC)", "workload"),
+    "slowest": ("Trace", "Duration (ms)"),
+    "failed": ("Trace", "Duration (ms)"),
 }
 
 
 def tables(at: AppTest, name: str) -> list[pd.DataFrame]:
-    return [d.value for d in at.dataframe if tuple(d.value.columns[:2]) == TABLES[name]]
+    return [t for t in pages.tables(at) if tuple(t.columns[:2]) == TABLES[name]]
 
 
 def table(at: AppTest, name: str) -> pd.DataFrame:
@@ -63,18 +63,21 @@ def test_every_app_service_with_the_api_figures(app_env: DemoApi) -> None:
     assert sorted(services["workload"]) == APPS
     for row in services.to_dict("records"):
         group = mine[row["workload"]]
-        assert (row["requests"], row["error_pct"]) == (group["count"], group["error_pct"])
-        assert (row["p50_ms"], row["p95_ms"], row["p99_ms"]) == (
-            group["p50_ms"], group["p95_ms"], group["p99_ms"],
+        assert (row["requests"], row["error %"]) == (
+            num(group["count"]), num(group["error_pct"], "%.2f%%"),
+        )  # fmt: skip
+        assert (row["p50 (ms)"], row["p95 (ms)"], row["p99 (ms)"]) == (
+            num(group["p50_ms"], "%.1f"), num(group["p95_ms"], "%.1f"),
+            num(group["p99_ms"], "%.1f"),
         )  # fmt: skip
 
     routes = app_env.get("/api/v1/stats", by="route", since=WINDOW)["groups"]
     expected = [g for g in routes if g["workload"] in APPS]
     shown_routes = table(at, "routes")
     assert list(shown_routes["route"]) == [g["key"] for g in expected]
-    assert list(shown_routes["requests"]) == [g["count"] for g in expected]
-    assert list(shown_routes["p95_ms"]) == [g["p95_ms"] for g in expected]
-    assert list(shown_routes["error_pct"]) == [g["error_pct"] for g in expected]
+    assert list(shown_routes["requests"]) == [num(g["count"]) for g in expected]
+    assert list(shown_routes["p95 (ms)"]) == [num(g["p95_ms"], "%.1f") for g in expected]
+    assert list(shown_routes["error %"]) == [num(g["error_pct"], "%.2f%%") for g in expected]
 
     deploys = app_env.get("/api/v1/deployments", kind="app")["deployments"]
     shown_deploys = table(at, "deploys")
@@ -99,17 +102,19 @@ def test_team_in_the_url_shows_only_its_service(app_env: DemoApi) -> None:
     routes = app_env.get("/api/v1/stats", by="route", workload=workload, since=WINDOW)["groups"]
     shown_routes = table(at, "routes")
     assert set(shown_routes["workload"]) == {workload}
-    assert list(shown_routes["requests"]) == [g["count"] for g in routes]
-    assert list(shown_routes["p99_ms"]) == [g["p99_ms"] for g in routes]
+    assert list(shown_routes["requests"]) == [num(g["count"]) for g in routes]
+    assert list(shown_routes["p99 (ms)"]) == [num(g["p99_ms"], "%.1f") for g in routes]
 
     deploys = app_env.get("/api/v1/deployments", workload=workload)["deployments"]
     shown_deploys = table(at, "deploys")
     assert list(shown_deploys["verdict"]) == [d["verdict"] for d in deploys] == ["pass"]
-    assert list(shown_deploys["decision"]) == [
+    assert list(shown_deploys["gate decision"]) == [
         f"{app_env.url}/api/v1/gate/decisions/{d['decision_id']}" for d in deploys
     ]
     decision = app_env.get(f"/api/v1/gate/decisions/{deploys[0]['decision_id']}")
-    assert shown_deploys["unit_cost"][0] == decision["projection"]["unit_cost"]
+    assert shown_deploys["projected cost / 1k req"][0] == num(
+        decision["projection"]["unit_cost"], "%.4f"
+    )
 
     slowest = app_env.get(
         "/api/v1/traces", workload=workload, sort="slowest", since=WINDOW, limit=10
@@ -117,13 +122,13 @@ def test_team_in_the_url_shows_only_its_service(app_env: DemoApi) -> None:
     failed = app_env.get(
         "/api/v1/traces", workload=workload, status="error", since=WINDOW, limit=10
     )
-    assert traces.trace_ids(table(at, "slowest")) == [t["trace_id"] for t in slowest]
-    assert traces.trace_ids(table(at, "failed")) == [t["trace_id"] for t in failed["traces"]]
+    assert pages.trace_ids(table(at, "slowest")) == [t["trace_id"] for t in slowest]
+    assert pages.trace_ids(table(at, "failed")) == [t["trace_id"] for t in failed["traces"]]
     slow_table = table(at, "slowest")
-    assert list(slow_table["where_the_time_went"]) == [
+    assert list(slow_table["Where the time went"]) == [
         t["where_the_time_went"]["headline"] for t in slowest
     ]
-    assert all(url.startswith("/incident?persona=app&trace=") for url in slow_table["trace"])
+    assert all(url.startswith("/incident?persona=app&trace=") for url in slow_table["Trace"])
 
 
 def test_a_workload_and_its_route_chart(app_env: DemoApi) -> None:
@@ -167,3 +172,17 @@ def test_unreachable_server_is_an_error_not_a_traceback(monkeypatch: pytest.Monk
     at.run()
     assert not at.exception
     assert "cannot reach the Onepane API" in at.error[0].value
+
+
+def test_the_route_chart_is_chosen_in_the_url(app_env: DemoApi) -> None:
+    workload = "shop/recommendations-api"
+    at = open_page(workload=workload, window=WINDOW, chart="rate")
+    routes = app_env.get("/api/v1/stats", by="route", workload=workload, since=WINDOW)
+    series = [p for p in routes["series"] if p["workload"] == workload]
+    charted = chart_rows(at, "rate_per_s")
+    assert len(charted) == len(series)
+    # The demo keeps sending: its newest bucket may have grown since the page read it.
+    shown = list(charted.sort_values("time")["rate_per_s"])
+    assert shown[:-1] == [p["rate_per_s"] for p in sorted(series, key=lambda p: p["time"])][:-1]
+    assert at.query_params["chart"] == "rate"
+    assert not any('"field": "p95_ms"' in c.proto.spec for c in at.get("vega_lite_chart"))

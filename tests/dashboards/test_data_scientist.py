@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 import urllib.request
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.dashboards import pages
@@ -31,11 +30,13 @@ def latest_run(demo_api, model: str) -> dict:
 def test_drift_per_feature_equals_the_latest_run(app_env):
     at = open_page(model="fraud-model")
     run = latest_run(app_env, "fraud-model")
-    shown = table(at, ["method", "score", "threshold", "unseen"])
-    keys = ["name", "status", "method", "score", "threshold", "drifted", "current_count"]
-    assert shown[keys].to_dict("records") == [
-        {k: c[k] for k in keys} for c in run["column_results"]
-    ]
+    shown = table(at, ["method", "score", "threshold", "unseen categories"])
+    columns = {
+        "feature": ("name", None), "status": ("status", None), "method": ("method", None),
+        "score": ("score", "%.4f"), "threshold": ("threshold", "%.4f"),
+        "drifted": ("drifted", None), "production values": ("current_count", None),
+    }  # fmt: skip
+    assert pages.shown(shown, columns) == pages.expect(run["column_results"], columns)
     assert metric(at, "Latest run") == run["status"] == "drift"
     assert metric(at, "Drift share") == f"{run['drift_share']:.2f}"
     assert metric(at, "Features drifted") == f"{run['drifted']} of {run['columns']}"
@@ -51,22 +52,20 @@ def test_model_and_feature_in_the_url_show_that_distribution(app_env):
     doc = app_env.get(
         "/api/v1/drift/distribution", model="fraud-model", feature="amount", since=WINDOW
     )
-    shown = table(at, ["lower", "upper", "reference_share"])
-    keys = [
-        "lower",
-        "upper",
-        "reference_share",
-        "production_share",
-        "reference_count",
-        "production_count",
-    ]
-    assert shown[keys].to_dict("records") == [{k: b[k] for k in keys} for b in doc["bins"]]
+    shown = table(at, ["lower", "upper", "reference share"])
+    columns = {
+        "lower": ("lower", None), "upper": ("upper", None),
+        "reference share": ("reference_share", "%.4f"),
+        "production share": ("production_share", "%.4f"),
+        "reference_count": ("reference_count", None),
+        "production_count": ("production_count", None),
+    }  # fmt: skip
+    assert pages.shown(shown, columns) == pages.expect(doc["bins"], columns)
     assert any(s.value == "Reference vs production: amount" for s in at.subheader)
     history = app_env.get("/api/v1/drift/columns", model="fraud-model", feature="amount")
     runs = table(at, ["run_id", "score", "current_count"])
-    assert runs["run_id"].tolist() == [c["run_id"] for c in history["columns"]]
-    assert runs["score"].tolist() == [c["score"] for c in history["columns"]]
-    assert runs["threshold"].tolist() == [c["threshold"] for c in history["columns"]]
+    columns = {k: (k, None) for k in ("run_id", "score", "threshold")}
+    assert pages.shown(runs, columns) == pages.expect(history["columns"], columns)
 
 
 def test_a_categorical_feature_shows_its_categories(app_env):
@@ -74,17 +73,17 @@ def test_a_categorical_feature_shows_its_categories(app_env):
     doc = app_env.get(
         "/api/v1/drift/distribution", model="recsys-model", feature="user_segment", since=WINDOW
     )
-    shown = table(at, ["category", "production_share"])
-    keys = [
-        "category",
-        "reference_share",
-        "production_share",
-        "reference_count",
-        "production_count",
-    ]
-    assert shown[keys].to_dict("records") == [{k: c[k] for k in keys} for c in doc["categories"]]
+    shown = table(at, ["category", "production share"])
+    columns = {
+        "category": ("category", None),
+        "reference share": ("reference_share", "%.4f"),
+        "production share": ("production_share", "%.4f"),
+        "reference_count": ("reference_count", None),
+        "production_count": ("production_count", None),
+    }
+    assert pages.shown(shown, columns) == pages.expect(doc["categories"], columns)
     run = latest_run(app_env, "recsys-model")
-    assert table(at, ["method", "unseen"])["name"].tolist() == [
+    assert table(at, ["method", "unseen categories"])["feature"].tolist() == [
         c["name"] for c in run["column_results"]
     ]
     assert at.query_params["model"] == "recsys-model"
@@ -115,26 +114,26 @@ def test_pipeline_runs_equal_the_api(app_env):
     at = open_page()
     doc = app_env.get("/api/v1/pipelines/runs", since=WINDOW, limit=100)
     assert len(doc["runs"]) == 3  # the demo's three nightly runs
-    shown = table(at, ["duration_s", "trace"])
+    shown = table(at, ["duration (s)", "trace"])
     assert shown["trace"].tolist() == [
         f"/incident?persona=data&trace={r['trace_id']}" for r in doc["runs"]
     ]
     assert shown["status"].tolist() == [r["status"] for r in doc["runs"]]
-    assert shown["duration_s"].tolist() == pytest.approx(
-        [r["duration_ms"] / 1000 for r in doc["runs"]]
-    )
-    assert shown["cost"].tolist() == [r["cost"] for r in doc["runs"]]
-    summary = table(at, ["runs", "failed", "cost_per_run"])
-    assert summary[["workload", "runs", "failed"]].to_dict("records") == [
-        {k: s[k] for k in ("workload", "runs", "failed")} for s in doc["summary"]
+    assert shown["duration (s)"].tolist() == [
+        pages.num(r["duration_ms"] / 1000, "%.1f") for r in doc["runs"]
     ]
+    assert shown["cost"].tolist() == [pages.text(r["cost"], "$%.4f") for r in doc["runs"]]
+    summary = table(at, ["runs", "failed", "cost per run"])
+    columns = {k: (k, None) for k in ("workload", "runs", "failed")}
+    columns["cost per run"] = ("cost_per_run", "$%.4f")
+    assert pages.shown(summary, columns) == pages.expect(doc["summary"], columns)
 
 
 def test_a_team_without_drift_data_keeps_its_pipelines(app_env):
     at = open_page(team="data")
     assert any("No model of these workloads has a drift reference" in i.value for i in at.info)
     doc = app_env.get("/api/v1/pipelines/runs", since=WINDOW, team="data", limit=100)
-    assert len(table(at, ["duration_s"])) == len(doc["runs"]) == 3
+    assert len(table(at, ["duration (s)"])) == len(doc["runs"]) == 3
 
 
 def test_an_empty_store_says_what_to_send(start_server, monkeypatch):
@@ -145,3 +144,15 @@ def test_an_empty_store_says_what_to_send(start_server, monkeypatch):
     assert any("onepane drift reference add" in c.value for c in at.code)
     assert any("No pipeline run in this window" in i.value for i in at.info)
     assert any(c.value.startswith("Data from the Onepane API") for c in at.caption)
+
+
+def test_the_history_shown_is_chosen_in_the_url(app_env):
+    at = open_page(model="fraud-model", feature="amount")
+    headings = [s.value for s in at.subheader]
+    assert "Drift score of amount, run after run" in headings
+    assert "Dataset drift share, run after run" not in headings
+    at = open_page(model="fraud-model", feature="amount", history="dataset")
+    headings = [s.value for s in at.subheader]
+    assert "Dataset drift share, run after run" in headings
+    assert "Drift score of amount, run after run" not in headings
+    assert at.query_params["history"] == "dataset"

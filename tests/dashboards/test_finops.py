@@ -43,8 +43,16 @@ def per(api: Any, aggregate: str, window: str, **extra: str) -> dict[str, dict[s
 
 
 def frame_rows(at: AppTest, index: int) -> list[dict[str, Any]]:
-    df = at.dataframe[index].value
-    return df.astype(object).where(df.notna(), None).to_dict("records")
+    """The cells of the page's ``index``-th table."""
+    return pages.tables(at)[index].to_dict("records")
+
+
+FORMATS = {"unit_cost": "$%.4f", "cost": "$%.2f", "drift_share": "%.2f"}
+
+
+def as_shown(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """API rows as the FinOps tables show them (same columns, their formats)."""
+    return pages.expect(rows, {k: (k, FORMATS.get(k)) for k in rows[0]})
 
 
 def test_team_totals_idle_and_bill_equal_the_api(app_env: Any) -> None:
@@ -56,8 +64,8 @@ def test_team_totals_idle_and_bill_equal_the_api(app_env: Any) -> None:
     assert dollars(shown["Total (every team)"]) == pytest.approx(
         sum(s["totalCost"] for s in teams.values()), abs=0.006
     )
-    table = {r["team"]: r["cost"] for r in frame_rows(at, 0)}
-    assert table == pytest.approx({t: s["totalCost"] for t, s in teams.items()}, abs=1e-9)
+    table = {r["team"]: dollars(r["cost"]) for r in frame_rows(at, 0)}
+    assert table == pytest.approx({t: s["totalCost"] for t, s in teams.items()}, abs=0.006)
 
     idle = per(app_env, "team", "24h", idle="true")["__idle__"]
     assert dollars(shown["Idle capacity (__idle__)"]) == pytest.approx(idle["totalCost"], abs=0.006)
@@ -85,10 +93,10 @@ def test_by_kind_and_team_from_the_url(app_env: Any) -> None:
     assert "payments" not in shown and "storefront" not in shown
 
     models = app_env.get("/api/v1/models", team="ml-platform")["models"]
-    assert frame_rows(at, 2) == models
+    assert frame_rows(at, 2) == as_shown(models)
     decisions = app_env.get("/api/v1/gate/decisions", team="ml-platform", limit=200)["decisions"]
     gate = frame_rows(at, 3)
-    assert [r["decision_id"] for r in gate] == [d["decision_id"] for d in decisions]
+    assert [r["decision_id"] for r in gate] == [str(d["decision_id"]) for d in decisions]
 
 
 def test_inventory_and_its_csv_equal_the_api(app_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,10 +113,9 @@ def test_inventory_and_its_csv_equal_the_api(app_env: Any, monkeypatch: pytest.M
     at = run_page(window="24h")
     models = app_env.get("/api/v1/models")["models"]
     assert len(models) == 2
-    inventory = [df for df in at.dataframe if "drift_status" in df.value.columns]
+    inventory = [t for t in pages.tables(at) if "drift_status" in t.columns]
     assert len(inventory) == 1
-    df = inventory[0].value
-    assert df.astype(object).where(df.notna(), None).to_dict("records") == models
+    assert inventory[0].to_dict("records") == as_shown(models)
 
     assert at.download_button[0].label == "Download CSV"
     with urllib.request.urlopen(f"{app_env.url}/api/v1/models?format=csv") as response:
@@ -127,13 +134,13 @@ def test_gate_log_filters_and_order(app_env: Any) -> None:
     at = run_page(verdict="blocked")
     assert at.query_params["verdict"] == "blocked"
     want = app_env.get("/api/v1/gate/decisions", verdict="blocked", limit=200)["decisions"]
-    gate = next(df.value for df in at.dataframe if "verdict" in df.value.columns)
-    assert list(gate["decision_id"]) == [d["decision_id"] for d in want] != []
+    gate = next(t for t in pages.tables(at) if "verdict" in t.columns)
+    assert list(gate["decision_id"]) == [str(d["decision_id"]) for d in want] != []
     assert set(gate["verdict"]) == {"blocked"}
 
     at = run_page(workload="shop/checkout-api")
     want = app_env.get("/api/v1/gate/decisions", workload="shop/checkout-api")["decisions"]
-    gate = next(df.value for df in at.dataframe if "verdict" in df.value.columns)
+    gate = next(t for t in pages.tables(at) if "verdict" in t.columns)
     assert list(gate["workload"]) == ["shop/checkout-api"] * len(want) and len(want) == 1
     all_decisions = app_env.get("/api/v1/gate/decisions")["decisions"]
     times = [d["time"] for d in all_decisions]

@@ -19,7 +19,6 @@ from streamlit.testing.v1 import AppTest
 
 from dashboards import ui
 from dashboards.views import _incident_trace as trace_view
-from dashboards.views import _incident_traces as traces
 from dashboards.views import _incident_waterfall as waterfall
 from onepane.testing import LiveServer
 from tests.dashboards import pages
@@ -38,7 +37,12 @@ metrics = pages.metrics
 def tables(at: AppTest, *first_columns: str) -> list[pd.DataFrame]:
     """The page's tables whose first columns are these."""
     n = len(first_columns)
-    return [d.value for d in at.dataframe if tuple(d.value.columns[:n]) == first_columns]
+    return [t for t in pages.tables(at) if tuple(t.columns[:n]) == first_columns]
+
+
+def span_tables(at: AppTest) -> list[pd.DataFrame]:
+    """The data grids of every span (a trace has more rows than a Markdown table takes)."""
+    return [d.value for d in at.dataframe if tuple(d.value.columns[:2]) == ("depth", "span")]
 
 
 def waterfall_rows(at: AppTest) -> pd.DataFrame:
@@ -71,12 +75,12 @@ def test_a_failed_checkout_by_id(app_env: DemoApi) -> None:
     (failed,) = tables(at, "span", "service", "workload")
     errors = [s for s in doc["spans"] if s["status"]["code"] == "ERROR"]
     assert len(failed) == doc["error_count"]
-    assert list(failed["message"]) == [s["status"]["message"] for s in errors]
+    assert list(failed["message"]) == [s["status"]["message"] or "" for s in errors]
     (logs,) = tables(at, "time", "severity")
     assert len(logs) == doc["log_count"]
     (by_service,) = tables(at, "service", "workload", "role")
     split = doc["where_the_time_went"]["by_service"]
-    assert list(by_service["ms"]) == [s["ms"] for s in split]
+    assert list(by_service["ms"]) == [pages.num(s["ms"], "%.3f") for s in split]
 
     links = next(m.value for m in at.markdown if "[cost](" in m.value)
     window = trace_view.window_around(doc["start_unix_nano"])
@@ -120,10 +124,10 @@ def test_the_search_form_from_the_url(app_env: DemoApi) -> None:
         limit=50,
     )["traces"]  # fmt: skip
     assert expected
-    (results,) = tables(at, "trace", "duration_ms")
-    assert traces.trace_ids(results) == [t["trace_id"] for t in expected]
-    assert list(results["errors"]) == [t["error_count"] for t in expected]
-    assert list(results["where_the_time_went"]) == [
+    (results,) = tables(at, "Trace", "Duration (ms)")
+    assert pages.trace_ids(results) == [t["trace_id"] for t in expected]
+    assert list(results["Errors"]) == [pages.num(t["error_count"]) for t in expected]
+    assert list(results["Where the time went"]) == [
         t["where_the_time_went"]["headline"] for t in expected
     ]
     assert at.checkbox[0].value is True
@@ -138,8 +142,8 @@ def test_the_search_form_from_the_url(app_env: DemoApi) -> None:
     expected = app_env.get(
         "/api/v1/traces", service="recommendations-api", since=WINDOW, sort="slowest", limit=50
     )["traces"]
-    (results,) = tables(at, "trace", "duration_ms")
-    assert traces.trace_ids(results) == [t["trace_id"] for t in expected]
+    (results,) = tables(at, "Trace", "Duration (ms)")
+    assert pages.trace_ids(results) == [t["trace_id"] for t in expected]
 
 
 def test_search_by_route_duration_and_attribute(app_env: DemoApi) -> None:
@@ -149,9 +153,9 @@ def test_search_by_route_duration_and_attribute(app_env: DemoApi) -> None:
         "/api/v1/traces", route="/api/checkout", min_duration_ms="500",
         attr="http.request.method=POST", since=WINDOW, limit=50,
     )["traces"]  # fmt: skip
-    (results,) = tables(at, "trace", "duration_ms")
-    assert traces.trace_ids(results) == [t["trace_id"] for t in expected]
-    assert all(d >= 500 for d in results["duration_ms"])
+    (results,) = tables(at, "Trace", "Duration (ms)")
+    assert pages.trace_ids(results) == [t["trace_id"] for t in expected]
+    assert all(float(d) >= 500 for d in results["Duration (ms)"])
 
 
 def test_a_bad_search_value_is_the_api_message(app_env: DemoApi) -> None:
@@ -244,9 +248,11 @@ def test_a_10000_span_trace_renders_folded_and_fast(
     assert rows["failed"].sum() == doc["error_count"]  # every failed span is drawn
     note = next(c.value for c in at.caption if "Showing" in c.value)
     assert f"Showing {waterfall.MAX_ROWS:,} of {BIG:,} spans" in note
-    (every_span,) = tables(at, "depth", "span")
-    assert len(every_span) == BIG
     rendered = float(re.search(r"rendered in ([\d.]+) s", at.main.caption[-1].value)[1])
+    assert not span_tables(at)  # the table of every span is drawn on demand
+    at.toggle(key="incident-all-spans").set_value(True).run()
+    (every_span,) = span_tables(at)
+    assert len(every_span) == BIG
     print(f"10,000-span trace: page rendered in {rendered:.2f} s, AppTest run {seconds:.2f} s")
     assert rendered < 5.0
 

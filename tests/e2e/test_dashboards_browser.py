@@ -226,9 +226,10 @@ def test_incident_shows_one_checkout_trace(driver: WebDriver, onepane: Onepane) 
     assert re.fullmatch(r"\d+% in .+", headline), headline
     assert headline in shown, f"{headline!r} not on the incident page:\n{shown}"
     assert trace_id in shown
-    expander = driver.find_element(By.XPATH, "//summary[.//p[starts-with(text(), 'All ')]]")
-    expander.click()  # the table of every span
-    time.sleep(1)
+    toggle = driver.find_element(By.XPATH, "//label[.//p[starts-with(text(), 'Show all ')]]")
+    toggle.click()  # the table of every span, drawn on request
+    time.sleep(0.5)
+    browser.wait_ready(driver)
     shown = browser.visible_text(driver) + browser.table_text(driver)
     for name in ("GET /checkout", "POST /api/checkout", "predict fraud-model"):
         assert name in shown, f"span {name!r} not on the incident page:\n{shown}"
