@@ -17,6 +17,7 @@ from cost import unit
 from cost import window as cost_window
 from onepane.costapi import check_params, whole_param
 from onepane.errors import BadRequest
+from store import model_hours
 from store.window import parse_duration
 
 MODEL_PARAMS = {"since", "model", "team", "environment", "format"}
@@ -29,26 +30,6 @@ MODEL_FIELDS = (
     "last_seen", "predictions", "errors", "p50_ms", "p95_ms", "drift_status", "drift_share",
     "drift_run_id", "drift_time", "unit", "unit_cost", "cost",
 )  # fmt: skip
-
-_MODELS = f"""
-SELECT s.model_name AS model, s.model_version AS version, s.workload,
-       i.team, s.environment,
-       max(s.start_time) >= make_timestamp_ns($serving) AS serving,
-       strftime(min(s.start_time), {_ISO}) AS first_seen,
-       strftime(max(s.start_time), {_ISO}) AS last_seen,
-       count(*) AS predictions,
-       count(*) FILTER (WHERE s.status_code = 2) AS errors,
-       quantile_cont(s.duration_ns, 0.5) / 1e6 AS p50_ms,
-       quantile_cont(s.duration_ns, 0.95) / 1e6 AS p95_ms
-FROM spans s LEFT JOIN workload_identity i USING (workload)
-WHERE s.role = 'inference' AND s.model_name IS NOT NULL
-  AND s.start_time >= make_timestamp_ns($start)
-  AND ($model IS NULL OR s.model_name = $model)
-  AND ($team IS NULL OR i.team = $team)
-  AND ($environment IS NULL OR s.environment = $environment)
-GROUP BY ALL
-ORDER BY model, version, workload, environment
-"""
 
 _LATEST_DRIFT = f"""
 SELECT DISTINCT ON (model_name, coalesce(model_version, ''))
@@ -66,16 +47,19 @@ def models(
     cursor: duckdb.DuckDBPyConnection, q: Mapping[str, str], lists: Mapping[str, Sequence[str]]
 ) -> dict[str, Any]:
     """``GET /api/v1/models``: every model and version seen on inference spans in the
-    window, with its owner, when it was seen, latency, latest drift verdict and unit cost."""
+    window, with its owner, when it was seen, latency (p50/p95 over the window's last 24
+    hours), latest drift verdict and unit cost."""
     check_params(lists, MODEL_PARAMS)
     if q.get("format") not in (None, "json", "csv"):
         raise BadRequest(f"format must be json or csv, got {q['format'][:20]!r}")
     now = time.time_ns()
     since, start = _since(q, "30d", now)
     cursor.execute(
-        _MODELS,
+        model_hours.INVENTORY,
         {
             "start": start,
+            "whole": model_hours.whole_hour(start),
+            "recent": max(start, now - model_hours.LATENCY_NS),
             "serving": now - SERVING_NS,
             "model": q.get("model") or None,
             "team": q.get("team") or None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import duckdb
 
 from onepane.errors import StoreError
+from store import model_hours
 from store.db import transaction
 
 _FOLD_INPUT = """
@@ -66,8 +67,12 @@ def summarized_through(conn: duckdb.DuckDBPyConnection) -> int:
 
 
 def last_batch(conn: duckdb.DuckDBPyConnection) -> int:
-    """The highest batch_no committed so far (0 for an empty store)."""
-    return conn.execute("SELECT coalesce(max(batch_no), 0) FROM spans").fetchone()[0]
+    """The highest batch_no committed so far (0 for an empty store), also when retention
+    has deleted every span since."""
+    return conn.execute(
+        "SELECT greatest(coalesce(max(batch_no), 0), (SELECT summarized_through FROM store_state)) "
+        "FROM spans"
+    ).fetchone()[0]
 
 
 MAX_FOLD_SPANS = 250_000
@@ -122,6 +127,7 @@ def _fold_range(conn: duckdb.DuckDBPyConnection, from_batch: int, to_batch: int)
             conn.execute(_FOLD_INPUT, params)
             conn.execute(_UPDATE_EXISTING)
             conn.execute(_INSERT_NEW)
+            model_hours.fold(conn, from_batch, to_batch)
             conn.execute("UPDATE store_state SET summarized_through = ?", [to_batch])
     finally:
         conn.execute("DROP TABLE IF EXISTS fold_input")

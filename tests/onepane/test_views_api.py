@@ -224,6 +224,25 @@ def test_model_inventory_lists_each_version_with_first_and_last_seen(
         assert model["drift_status"] is None and model["unit_cost"] is None
 
 
+def test_model_inventory_of_a_window_that_starts_mid_hour_is_exact(
+    views: tuple[LiveServer, dict],
+) -> None:
+    """Whole hours come from the hourly rollup, the first partial hour from the spans: the
+    counts and first-seen times are those of exactly the spans in the window."""
+    server, sent = views
+    before = time.time_ns()
+    models = get(server, "/api/v1/models", since="97m")["models"]
+    after = time.time_ns()
+    for model in models:
+        mine = [p["start"] for p in sent["predictions"] if p["version"] == model["version"]]
+        widest = [t for t in mine if t >= before - 97 * 60 * S]
+        narrowest = [t for t in mine if t >= after - 97 * 60 * S]
+        assert len(narrowest) <= model["predictions"] <= len(widest)
+        assert model["first_seen"] in {iso(min(widest)), iso(min(narrowest))}
+        assert model["last_seen"] == iso(max(mine))
+    assert sum(m["predictions"] for m in models) < len(sent["predictions"])
+
+
 def test_model_inventory_as_csv_holds_the_same_rows(views: tuple[LiveServer, dict]) -> None:
     server, _ = views
     rows = get(server, "/api/v1/models")["models"]
