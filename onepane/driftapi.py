@@ -310,9 +310,12 @@ class DriftService:
             self._write_report(run_id, html)
             status = "ready"
         except Exception as exc:  # the verdicts stand without the report
-            log.exception("Evidently's report of drift run %s failed", run_id)
-            note = f"Evidently could not draw the report: {type(exc).__name__}: {exc}"
             status = "failed"
+            if self._stop.is_set():  # its worker was stopped with the server
+                note = "the server stopped while Evidently drew the report; run drift again"
+            else:
+                log.exception("Evidently's report of drift run %s failed", run_id)
+                note = f"Evidently could not draw the report: {type(exc).__name__}: {exc}"
         try:
             self.apply(lambda conn: storage.set_report(conn, run_id, status, note), 1)
         except OnepaneError as exc:  # shutting down: the run stays without its report
@@ -418,10 +421,22 @@ class DriftService:
         if self._scheduler is not None:
             self._scheduler.join(5)
         with self._pool_lock:
-            if self._pool is not None:
-                self._pool.shutdown(cancel_futures=True)
-                self._pool = None
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            _stop_workers(pool)
         self._reports.shutdown(cancel_futures=True)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop the worker processes now rather than wait for a drift run or report in
+    progress (Evidently can take minutes): the run is answered with an error, the report
+    is marked as not drawn."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public API
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(5)
 
 
 def _check_columns(options: RunOptions, reference: Mapping[str, Any]) -> None:
