@@ -1,7 +1,8 @@
 """The dashboards' one door to Onepane: GET requests to the server's HTTP API.
 
 The app never opens the DuckDB file (the server owns it); every figure on a page is what
-one of these calls returned, so a page and `curl` always agree.
+one of these calls returned, so a page and `curl` always agree. Each request carries the
+session's token (dashboards/auth.py) as ``Authorization: Bearer``; a 401 asks for one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlencode
 
+from dashboards import auth
+
 DEFAULT_SERVER = "http://127.0.0.1:8320"
 TIMEOUT_S = 30.0
 
@@ -23,6 +26,10 @@ Params = Mapping[str, str | int | float | list[str] | tuple[str, ...] | None]
 
 class ApiError(Exception):
     """The server could not be reached or refused a request; the message says which."""
+
+
+class AuthRequired(ApiError):
+    """The API answered 401: it wants a (valid) token."""
 
 
 def server_url() -> str:
@@ -42,14 +49,22 @@ def url(path: str, params: Params | None = None) -> str:
     return server_url() + path + (f"?{urlencode(query)}" if query else "")
 
 
-def get_bytes(path: str, params: Params | None = None) -> bytes:
-    """The body of ``GET path``; ApiError with the server's own message otherwise."""
-    target = url(path, params)
+def get_bytes(path: str, params: Params | None = None, token: str | None = None) -> bytes:
+    """The body of ``GET path`` (with ``token``, else the session's); ApiError with the
+    server's own message otherwise, AuthRequired (after asking for a token) on 401."""
+    request = urllib.request.Request(url(path, params))
+    token = token or auth.token()
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(target, timeout=TIMEOUT_S) as response:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             return response.read()
     except urllib.error.HTTPError as exc:
-        raise ApiError(f"{path}: {exc.code} {_error_text(exc.read())}") from None
+        message = _error_text(exc.read())
+        if exc.code == 401:
+            auth.ask(message)
+            raise AuthRequired(f"{path}: 401 {message}") from None
+        raise ApiError(f"{path}: {exc.code} {message}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ApiError(
@@ -58,9 +73,9 @@ def get_bytes(path: str, params: Params | None = None) -> bytes:
         ) from None
 
 
-def get(path: str, params: Params | None = None) -> dict[str, Any]:
+def get(path: str, params: Params | None = None, token: str | None = None) -> dict[str, Any]:
     """``GET path`` as a JSON document."""
-    return json.loads(get_bytes(path, params))
+    return json.loads(get_bytes(path, params, token))
 
 
 def get_many(requests: Mapping[str, tuple[str, Params | None]]) -> dict[str, Any]:
@@ -68,9 +83,10 @@ def get_many(requests: Mapping[str, tuple[str, Params | None]]) -> dict[str, Any
 
     Each value is the document, or the ApiError it raised, so one failing panel does not
     blank the page."""
+    token = auth.token()  # here: the worker threads cannot read the session
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(requests)))) as pool:
         futures = {
-            name: pool.submit(get, path, params) for name, (path, params) in requests.items()
+            name: pool.submit(get, path, params, token) for name, (path, params) in requests.items()
         }
     out: dict[str, Any] = {}
     for name, future in futures.items():
@@ -78,6 +94,8 @@ def get_many(requests: Mapping[str, tuple[str, Params | None]]) -> dict[str, Any
             out[name] = future.result()
         except ApiError as exc:
             out[name] = exc
+            if isinstance(exc, AuthRequired):
+                auth.ask(str(exc))  # in the page's thread, where widgets can be drawn
     return out
 
 

@@ -15,15 +15,16 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
-from onepane import costapi, driftapi, gateapi, httpbase, metrics, openapi, viewsapi
+from onepane import costapi, driftapi, gateapi, httpbase, metrics, openapi, teamscope, tls, viewsapi
+from onepane.auth import Authenticator, Forbidden, Unauthenticated, api_scope
 from onepane.errors import (
     Ambiguous,
     BadRequest,
-    ConfigError,
     NotFound,
     OnepaneError,
     PayloadTooLarge,
 )
+from onepane.tokenapi import TokenService
 from store import gpu, inventory, logs, search, stats, traces
 from store import metrics as metric_store
 from store.db import ReadCursors
@@ -73,22 +74,33 @@ class ApiContext:
     gate: gateapi.GateService | None = None
     drift: driftapi.DriftService | None = None
     listeners: dict[str, str] = field(default_factory=dict)  # where to send telemetry
+    auth: Authenticator | None = None  # None: every request is let in
+    tokens: TokenService | None = None
+    store_bytes: Callable[[], dict[str, int]] = dict  # size on disk of the db and its WAL
 
 
 class ApiHandler(httpbase.Handler):
     server: ApiServer
+    team: str | None = None  # the token's team: reads are restricted to it
+
+    def setup(self) -> None:
+        tls.handshake(self.request)  # HTTPS: in this request's thread, not the accept loop
+        super().setup()
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
         path = parts.path.rstrip("/") or "/"
         try:
             self.query_lists = parse_qs(parts.query, keep_blank_values=True)
+            self._authorize(path)
             self.query = {k: v[-1] for k, v in self.query_lists.items() if v[-1]}
             self._route(path)
+        except (Unauthenticated, Forbidden) as exc:
+            self._refuse(exc)
         except BadRequest as exc:
             self._json(400, {"error": str(exc)})
         except NotFound as exc:
-            self._json(404, {"error": str(exc)})
+            self._not_found(exc)
         except Ambiguous as exc:
             self._json(409, {"error": str(exc), "matches": exc.matches})
         except OnepaneError as exc:
@@ -98,9 +110,82 @@ class ApiHandler(httpbase.Handler):
 
     do_HEAD = do_GET
 
+    def _authorize(self, path: str) -> None:
+        """Check the request's token for the scope ``path`` needs; a team token's reads
+        are narrowed to its team (``query_lists`` rewritten) or refused."""
+        self.team = None  # a kept-alive connection's next request may carry another token
+        auth, scope = self.server.context.auth, api_scope(self.command, path)
+        if auth is None or scope is None:
+            return
+        token = auth.check(self.headers.get("Authorization"), scope)
+        if token is None or token.team is None or scope != "read":
+            return
+        self.team = token.team
+        self.query_lists = teamscope.restrict(
+            path, self.query_lists, token.team, self._team_workloads
+        )
+
+    def _team_workloads(self) -> set[str]:
+        return self._read_value(lambda c: teamscope.team_workloads(c, self.team or ""))
+
+    def _refuse(self, exc: OnepaneError) -> None:
+        if self.command not in ("GET", "HEAD"):
+            self.close_connection = True  # the body is left unread
+        if isinstance(exc, Unauthenticated):
+            self.send_body(401, orjson.dumps({"error": str(exc)}), JSON, _CHALLENGE)
+        else:
+            self.send_body(403, orjson.dumps({"error": str(exc)}), JSON)
+
+    def do_DELETE(self) -> None:
+        path = urlsplit(self.path).path.rstrip("/")
+        tokens = self.server.context.tokens
+        try:
+            self._authorize(path)
+            if not path.startswith("/api/v1/tokens/") or tokens is None:
+                raise NotFound(f"no API route DELETE {path}; see /api/v1/openapi.json")
+            self._json(200, tokens.revoke(path.removeprefix("/api/v1/tokens/")))
+        except (Unauthenticated, Forbidden) as exc:
+            self._refuse(exc)
+        except BadRequest as exc:
+            self._json(400, {"error": str(exc)})
+        except NotFound as exc:
+            self._not_found(exc)
+        except OnepaneError as exc:
+            self._json(503, {"error": str(exc)})
+        except Exception as exc:  # a bug: answer it, log it, keep serving
+            self._internal_error(exc)
+
     def _internal_error(self, exc: Exception) -> None:
         log.exception("API %s %s failed", self.command, self.path[:200])
         self._json(500, {"error": f"internal error: {type(exc).__name__}: {exc}"[:500]})
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors the standard library answers itself (a request line over 64 KiB, a method
+        the API does not take) in JSON like every other API error, not an HTML page; an
+        unknown method is 405, not 501."""
+        if code == 501:
+            self._not_allowed(openapi.allowed_methods(urlsplit(self.path).path.rstrip("/") or "/"))
+            return
+        self.close_connection = True
+        error = message or explain or "the request cannot be read"
+        if code == 414:
+            error = "the request line is over 64 KiB; send shorter filters"
+        self.send_body(code, orjson.dumps({"error": error}), JSON)
+
+    def _not_found(self, exc: NotFound) -> None:
+        """404, or 405 with ``Allow`` when the path exists but not for this method."""
+        allowed = openapi.allowed_methods(urlsplit(self.path).path.rstrip("/") or "/")
+        if allowed and self.command not in allowed:
+            self._not_allowed(allowed)
+        else:
+            self._json(404, {"error": str(exc)})
+
+    def _not_allowed(self, allowed: tuple[str, ...]) -> None:
+        if self.command not in ("GET", "HEAD"):
+            self.close_connection = True  # a body, if any, is left unread
+        methods = ", ".join(allowed) or "GET, HEAD, POST, DELETE"
+        error = f"{self.command} is not allowed here; use {methods}"
+        self.send_body(405, orjson.dumps({"error": error}), JSON, {"Allow": methods})
 
     def do_POST(self) -> None:
         parts = urlsplit(self.path)
@@ -108,6 +193,7 @@ class ApiHandler(httpbase.Handler):
         ctx = self.server.context
         try:
             self.query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            self._authorize(path)
             if path == "/api/v1/billing/imports" and ctx.apply is not None:
                 data = self.read_body(MAX_BILL_BYTES)
                 name = self.query.get("filename") or "bill"
@@ -118,12 +204,16 @@ class ApiHandler(httpbase.Handler):
                 self._gate_post(path, ctx.gate)
             elif path.startswith("/api/v1/drift/") and ctx.drift is not None:
                 self._drift_post(path, ctx.drift)
+            elif path == "/api/v1/tokens" and ctx.tokens is not None:
+                self._json(201, ctx.tokens.create(_json_object(self.read_body(MAX_GATE_BYTES))))
             else:
                 raise NotFound(f"no API route POST {path}; see /api/v1/openapi.json")
+        except (Unauthenticated, Forbidden) as exc:
+            self._refuse(exc)
         except BadRequest as exc:
             self._json(400, {"error": str(exc)})
         except NotFound as exc:
-            self._json(404, {"error": str(exc)})
+            self._not_found(exc)
         except PayloadTooLarge as exc:
             self._json(413, {"error": str(exc)})
         except OnepaneError as exc:
@@ -140,6 +230,7 @@ class ApiHandler(httpbase.Handler):
                     "status": "ok",
                     "write_queue_rows": ctx.queue_depth(),
                     "schema_version": ctx.schema_version,
+                    "store_bytes": ctx.store_bytes(),
                     "listeners": ctx.listeners,
                 },
             )
@@ -152,7 +243,9 @@ class ApiHandler(httpbase.Handler):
             self._read(lambda cursor: {"traces": search.search(cursor, query)})
         elif path.startswith("/api/v1/traces/"):
             trace_id = path.removeprefix("/api/v1/traces/")
-            self._read(lambda cursor: traces.get_trace(cursor, trace_id))
+            self._json(
+                200, self._team_trace(self._read_value(lambda c: traces.get_trace(c, trace_id)))
+            )
         elif path == "/api/v1/metrics":
             self._read(
                 lambda c: {"metrics": metric_store.catalog(c, self._window(), **self._who())}
@@ -176,6 +269,8 @@ class ApiHandler(httpbase.Handler):
             self._pods()
         elif path == "/api/v1/k8s/nodes":
             self._read(lambda cursor: {"nodes": inventory.nodes(cursor, self._window())})
+        elif path == "/api/v1/tokens" and ctx.tokens is not None:
+            self._json(200, ctx.tokens.list())
         elif path == "/api/v1/collectors":
             self._json(200, ctx.collectors())
         elif path.startswith(("/api/v1/gate/", "/api/v1/deployments")) and ctx.gate is not None:
@@ -189,6 +284,11 @@ class ApiHandler(httpbase.Handler):
             self._read(lambda cursor: query(cursor, self.query))
         else:
             raise NotFound(f"no API route {path}; see /api/v1/openapi.json")
+
+    def _team_trace(self, document: dict[str, Any]) -> dict[str, Any]:
+        if self.team is not None:
+            teamscope.check_trace(document, self.team, self._team_workloads)
+        return document
 
     def _gate_get(self, path: str, gate: gateapi.GateService) -> None:
         if path == "/api/v1/gate/verify":
@@ -372,6 +472,9 @@ class ApiHandler(httpbase.Handler):
         self.send_body(status, orjson.dumps(document), JSON)
 
 
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="onepane"'}
+
+
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
         document = orjson.loads(body)
@@ -383,9 +486,24 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 
 class ApiServer(httpbase.Server):
-    def __init__(self, address: tuple[str, int], context: ApiContext) -> None:
+    """The API listener: HTTPS when given a TLS context."""
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        context: ApiContext,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
         super().__init__(address, ApiHandler)
         self.context = context
+        self.tls = tls_context is not None
+        if tls_context is not None:
+            self.socket = tls.wrap(self.socket, tls_context)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that fails the TLS handshake or hangs up is not the server's error."""
+        if not self.tls:
+            super().handle_error(request, client_address)
 
 
 class AdmissionHandler(httpbase.Handler):
@@ -394,8 +512,7 @@ class AdmissionHandler(httpbase.Handler):
     server: AdmissionServer
 
     def setup(self) -> None:
-        self.request.settimeout(httpbase.SOCKET_TIMEOUT_S)
-        self.request.do_handshake()  # in this request's thread, not the accept loop
+        tls.handshake(self.request)  # in this request's thread, not the accept loop
         super().setup()
 
     def do_POST(self) -> None:
@@ -421,20 +538,11 @@ class AdmissionServer(httpbase.Server):
     """HTTPS with the configured certificate and key."""
 
     def __init__(
-        self, address: tuple[str, int], gate: gateapi.GateService, tls: gateapi.AdmissionConfig
+        self, address: tuple[str, int], gate: gateapi.GateService, files: gateapi.AdmissionConfig
     ) -> None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            context.load_cert_chain(tls.cert, tls.key)
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(
-                f"cannot use {tls.cert} and {tls.key} for the admission webhook: {exc}"
-            ) from None
+        context = tls.server_context(files.cert, files.key, "admission webhook")
         super().__init__(address, AdmissionHandler)
-        self.socket = context.wrap_socket(
-            self.socket, server_side=True, do_handshake_on_connect=False
-        )
+        self.socket = tls.wrap(self.socket, context)
         self.gate = gate
 
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deploy_hooks import cli as gatecli
-from onepane import __version__, costcli, driftcli, httpbase, tracecli
+from onepane import __version__, costcli, driftcli, httpbase, tokencli, tracecli
 from onepane.errors import ConfigError, OnepaneError
 from store.db import MEMORY_LIMIT
 
@@ -110,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     costcli.add_commands(commands)
     driftcli.add_commands(commands)
     gatecli.add_commands(commands)
+    tokencli.add_commands(commands)
     return parser
 
 
@@ -181,6 +182,10 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
         "--nvml", action="store_true", help="also sample this machine's GPUs with NVML"
     )
     parser.add_argument(
+        "--tls-cert", type=Path, default=None, help="serve the API over HTTPS with this PEM cert"
+    )
+    parser.add_argument("--tls-key", type=Path, default=None, help="the --tls-cert's PEM key")
+    parser.add_argument(
         "--checkpoint-wal-mb",
         type=int,
         default=64,
@@ -191,11 +196,13 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace) -> ServeConfig:
     from onepane.config import (
         DEFAULT_PATH,
+        api_tls,
         collectors_config,
         cost_config,
         drift_config,
         gate_config,
         read_file,
+        retention_config,
     )
     from onepane.server import ServeConfig
 
@@ -227,6 +234,8 @@ def _config(args: argparse.Namespace) -> ServeConfig:
         cost=cost_config(document, (args.config or DEFAULT_PATH).parent),
         gate=gate_config(document, path),
         drift=drift_config(document),
+        retention=retention_config(document),
+        api_tls=api_tls(document, path, args.tls_cert, args.tls_key),
         collectors=collectors_config(
             document,
             targets=args.gpu_target,

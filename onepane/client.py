@@ -2,7 +2,9 @@
 
 Errors the server reports come back as the matching Onepane errors (400 → BadRequest,
 404 → NotFound, 409 → Ambiguous with the matches); a server that does not answer is
-``ServerUnreachable``, which commands turn into exit code 2.
+``ServerUnreachable``, which commands turn into exit code 2. When ``$ONEPANE_TOKEN`` is
+set, every request carries it as ``Authorization: Bearer``; a refused token (401, 403) is
+``AuthError``, exit code 2.
 """
 
 from __future__ import annotations
@@ -20,6 +22,13 @@ from onepane.errors import Ambiguous, BadRequest, NotFound, OnepaneError, Server
 
 DEFAULT_SERVER = "http://127.0.0.1:8320"
 SERVER_ENV = "ONEPANE_SERVER"
+TOKEN_ENV = "ONEPANE_TOKEN"
+
+
+class AuthError(OnepaneError):
+    """The server wants a token, or a token with another scope or team."""
+
+    exit_code = 2
 
 
 def default_server() -> str:
@@ -30,9 +39,10 @@ def default_server() -> str:
 class ApiClient:
     """GETs JSON documents from ``base`` (e.g. ``http://127.0.0.1:8320``)."""
 
-    def __init__(self, base: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, base: str, timeout_s: float = 30.0, token: str | None = None) -> None:
         self.base = base.rstrip("/")
         self.timeout_s = timeout_s
+        self.token = token or os.environ.get(TOKEN_ENV) or None
 
     def get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
         return self._call(path, params)
@@ -46,6 +56,9 @@ class ApiClient:
     ) -> Any:
         return self._call(path, params, body, content_type or "application/octet-stream")
 
+    def delete(self, path: str) -> Any:
+        return self._call(path, (), method="DELETE")
+
     def _call(
         self,
         path: str,
@@ -53,11 +66,15 @@ class ApiClient:
         body: bytes | None = None,
         content_type: str = "",
         raw: bool = False,
+        method: str | None = None,
     ) -> Any:
         url = self.base + path + (f"?{urlencode(params)}" if params else "")
-        request = urllib.request.Request(url, data=body, method="GET" if body is None else "POST")
+        method = method or ("GET" if body is None else "POST")
+        request = urllib.request.Request(url, data=body, method=method)
         if content_type:
             request.add_header("Content-Type", content_type)
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 data = response.read()
@@ -93,4 +110,7 @@ def _error(exc: urllib.error.HTTPError) -> OnepaneError:
         return Ambiguous(message, document.get("matches", []))
     if exc.code == 413:
         return BadRequest(message)
+    if exc.code in (401, 403):
+        where = "" if os.environ.get(TOKEN_ENV) else f" (set ${TOKEN_ENV} to a token)"
+        return AuthError(f"the server refused the request{where}: {message}")
     return OnepaneError(f"the server answered {exc.code}: {message}")

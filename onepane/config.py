@@ -43,6 +43,22 @@
           window: 24h
           columns:                  # per column: an Evidently test and/or threshold
             amount: {method: psi, threshold: 0.2}
+    retention:                      # delete older rows; a group not named is kept forever
+      spans: 15d                    # spans with their trace summaries
+      metrics: 30d
+      logs: 15d
+      gpu: 30d                      # GPU samples
+      features: 15d                 # model inputs kept for drift runs
+      cost: 400d                    # hourly pod/node costs and the counts unit costs use
+      drift: 90d                    # drift runs and their HTML reports
+      gate: 400d                    # gate decisions and deployments
+      interval: 1h                  # how often retention runs (the first run: 30s after start)
+      chunk_rows: 50000             # rows per delete step: ingest waits at most one step
+
+    api:
+      tls:                          # serve the API over HTTPS (or --tls-cert/--tls-key)
+        cert: /etc/onepane/api.crt
+        key: /etc/onepane/api.key
 
 Flags on the command line win over the file. Unknown keys are errors, so a typo is never
 silently ignored.
@@ -65,6 +81,9 @@ from deploy_hooks import policy, yamldoc
 from drift.settings import DriftConfig, ModelDrift
 from onepane.errors import BadRequest, ConfigError
 from onepane.gateapi import AdmissionConfig, GateConfig
+from onepane.tls import TlsFiles
+from store.retention import CHUNK_ROWS, RetentionConfig
+from store.retention import GROUPS as RETENTION_GROUPS
 from store.window import parse_duration
 
 DEFAULT_PATH = Path("onepane.yaml")
@@ -76,6 +95,8 @@ _SECTIONS: dict[str, set[str] | None] = {  # None: the section checks its own ke
     "cost": {"rollup_interval", "backfill", "final_after"},
     "gate": {"environment", "observe", "verify_window", "min_units", "policy", "admission"},
     "drift": {"workers", "window", "min_rows", "drift_share", "report_rows", "models"},
+    "api": {"tls"},
+    "retention": {*RETENTION_GROUPS, "interval", "chunk_rows"},
 }
 _MODEL_KEYS = {"version", "every", "window", "columns"}
 _ADMISSION_KEYS = {"listen", "cert", "key", "failure"}
@@ -139,6 +160,29 @@ def read_file(path: Path | None) -> dict[str, Any]:
                 f"use {', '.join(sorted(keys or ()))}"
             )
     return document
+
+
+def retention_config(file: Mapping[str, Any]) -> RetentionConfig:
+    """The ``retention`` section: a horizon per table group (``forever`` or none: kept)."""
+    section = file.get("retention") or {}
+    horizons = {
+        group: _horizon(value, f"retention.{group}")
+        for group, value in section.items()
+        if group in RETENTION_GROUPS and value is not None and value != "forever"
+    }
+    interval = _seconds(section.get("interval", "1h"), "retention.interval")
+    chunk = _whole(section.get("chunk_rows", CHUNK_ROWS), "retention.chunk_rows", 1000)
+    return RetentionConfig(horizons_s=horizons, interval_s=interval, chunk_rows=chunk)
+
+
+def _horizon(value: Any, name: str) -> float:
+    """A retention horizon: a duration with its unit (a bare 15 would be 15 seconds)."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a duration with a unit, e.g. 15d, or forever: {value!r}")
+    seconds = _seconds(value, name)
+    if seconds < 3600:
+        raise ConfigError(f"{name} must be at least 1h (or forever), got {value!r}")
+    return seconds
 
 
 def _seconds(value: Any, name: str) -> float:
@@ -255,6 +299,26 @@ def _admission(section: Any, path: Path | None) -> tuple[AdmissionConfig | None,
         files.append(file)
     config = AdmissionConfig(host or "0.0.0.0", int(port), files[0], files[1], failure == "open")
     return config, failure == "open"
+
+
+def api_tls(
+    file: Mapping[str, Any], path: Path | None, cert: Path | None, key: Path | None
+) -> TlsFiles | None:
+    """The API's certificate and key: --tls-cert/--tls-key, else ``api.tls``."""
+    section = (file.get("api") or {}).get("tls")
+    if cert is None and key is None and section is not None:
+        if not isinstance(section, dict) or set(section) != {"cert", "key"}:
+            raise ConfigError("api.tls must be a mapping with exactly cert and key (PEM files)")
+        base = path.parent if path is not None else Path(".")
+        cert, key = (base / Path(str(section[k])).expanduser() for k in ("cert", "key"))
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ConfigError("give both --tls-cert and --tls-key to serve the API over HTTPS")
+    for file_path in (cert, key):
+        if not file_path.is_file():
+            raise ConfigError(f"no TLS file {file_path}; give the PEM certificate and key")
+    return TlsFiles(cert, key)
 
 
 def drift_config(file: Mapping[str, Any]) -> DriftConfig:

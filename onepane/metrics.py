@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -78,12 +79,52 @@ class ServerMetrics:
             registry=r,
         )
 
+        self.retention_deleted = Counter(
+            "onepane_retention_deleted_rows",
+            "Rows deleted by retention (onepane.yaml retention), by table.",
+            ["table"],
+            registry=r,
+        )
+        self.retention_last_run = Gauge(
+            "onepane_retention_last_run_timestamp_seconds",
+            "When retention last finished a run (Unix seconds); 0 before the first.",
+            registry=r,
+        )
+
     def watch_queue(self, depth: Callable[[], float], capacity: int) -> None:
         self.queue_rows.set_function(depth)
         self.queue_capacity.set(capacity)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def store_bytes(db: Path) -> dict[str, int]:
+    """Size on disk of the DuckDB file and its write-ahead log (0 when absent)."""
+    sizes = {}
+    for name, path in (("db", db), ("wal", Path(f"{db}.wal"))):
+        try:
+            sizes[name] = path.stat().st_size
+        except OSError:
+            sizes[name] = 0
+    return sizes
+
+
+class StoreSize:
+    """``onepane_store_bytes{file="db|wal"}``, read from the file system on scrape."""
+
+    def __init__(self, db: Path) -> None:
+        self._db = db
+
+    def collect(self) -> Iterator[Metric]:
+        size = GaugeMetricFamily(
+            "onepane_store_bytes",
+            "Size on disk of the store: the DuckDB file (db) and its write-ahead log (wal).",
+            labels=["file"],
+        )
+        for name, value in store_bytes(self._db).items():
+            size.add_metric([name], value)
+        yield size
 
 
 class CollectorStatus:

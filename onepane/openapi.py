@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
-from onepane import __version__, openapi_views
+from onepane import __version__, openapi_views, tokenapi
+from onepane.auth import api_scope
 
 _ERROR = {
     "description": "Error",
@@ -18,6 +21,8 @@ _ERROR = {
         }
     },
 }
+
+_UNAVAILABLE = {**_ERROR, "description": "The store cannot answer now; retry"}
 
 _SPAN = {
     "type": "object",
@@ -236,6 +241,7 @@ def _get(summary: str, parameters: list[dict[str, Any]], schema: dict[str, Any])
                 },
                 "400": _ERROR,
                 "404": _ERROR,
+                "503": _UNAVAILABLE,
             },
         }
     }
@@ -386,6 +392,9 @@ def _post(summary: str, parameters: list[dict[str, Any]], status: str, schema: d
                     "content": {"application/json": {"schema": schema}},
                 },
                 "400": _ERROR,
+                "404": _ERROR,
+                "413": {**_ERROR, "description": "The request body is over the size limit"},
+                "503": _UNAVAILABLE,
             },
         }
     }
@@ -834,6 +843,10 @@ _DRIFT_PATHS = {
 
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document served at /api/v1/openapi.json."""
+    return _secured(_document())
+
+
+def _document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {
@@ -879,6 +892,7 @@ def document() -> dict[str, Any]:
             **_GATE_PATHS,
             **_DRIFT_PATHS,
             **openapi_views.paths(_get, _query, _WINDOW, _list_of),
+            **tokenapi.openapi_paths(_ERROR),
             "/healthz": {
                 "get": {
                     "summary": "Liveness and write-queue state",
@@ -893,6 +907,15 @@ def document() -> dict[str, Any]:
                                             "status": {"type": "string"},
                                             "write_queue_rows": {"type": "integer"},
                                             "schema_version": {"type": "integer"},
+                                            "store_bytes": {
+                                                "type": "object",
+                                                "description": "size on disk of the store "
+                                                "file (db) and its write-ahead log (wal)",
+                                                "properties": {
+                                                    "db": {"type": "integer"},
+                                                    "wal": {"type": "integer"},
+                                                },
+                                            },
                                             "listeners": {
                                                 "type": "object",
                                                 "description": "where to send telemetry",
@@ -924,3 +947,54 @@ def document() -> dict[str, Any]:
             },
         },
     }
+
+
+_SECURITY = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A token from `onepane token create`, sent as Authorization: Bearer "
+        "<token>. Scopes: read (GET), gate (POST /api/v1/gate/*), admin (everything else, "
+        "and tokens). Required once the server holds a token or listens beyond loopback.",
+    }
+}
+
+
+def _secured(doc: dict[str, Any]) -> dict[str, Any]:
+    """The bearer scheme on every operation but the open ones, with its 401 and 403."""
+    doc["components"] = {**doc.get("components", {}), "securitySchemes": _SECURITY}
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            scope = api_scope(method.upper(), path)
+            if scope is None:
+                operation["security"] = []
+                continue
+            operation["security"] = [{"bearer": []}]
+            note = f"Needs a token with scope {scope} (or admin) when auth is on."
+            if note not in operation.get("description", ""):  # operations may be shared
+                operation["description"] = f"{operation.get('description', '')} {note}".strip()
+            operation["responses"].setdefault("401", {**_ERROR, "description": "No valid token"})
+            operation["responses"].setdefault(
+                "403", {**_ERROR, "description": "The token lacks the scope or team this needs"}
+            )
+    return doc
+
+
+@functools.cache
+def _routes() -> tuple[tuple[re.Pattern[str], tuple[str, ...]], ...]:
+    routes = []
+    for path, operations in _document()["paths"].items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path))
+        methods = {m.upper() for m in operations if m != "parameters"}
+        methods |= {"HEAD"} if "GET" in methods else set()
+        routes.append((re.compile(f"^{pattern}$"), tuple(sorted(methods))))
+    return tuple(routes)
+
+
+def allowed_methods(path: str) -> tuple[str, ...]:
+    """The methods the document lists for ``path`` (a request path, no query); none when
+    the document has no such path."""
+    for pattern, methods in _routes():
+        if pattern.match(path):
+            return methods
+    return ()

@@ -31,6 +31,12 @@ def _share(*names: str) -> dict[str, Any]:
     return _object(**keys, **counts, **shares)
 
 
+def _with_csv(path: dict[str, Any]) -> dict[str, Any]:
+    """``path`` whose GET also answers ``format=csv`` with a CSV table."""
+    path["get"]["responses"]["200"]["content"]["text/csv"] = {"schema": _STR}
+    return path
+
+
 def paths(get: Any, query: Any, window: list[dict[str, Any]], list_of: Any) -> dict[str, Any]:
     """The paths, built with openapi.py's own helpers."""
     workloads = {
@@ -85,19 +91,24 @@ def paths(get: Any, query: Any, window: list[dict[str, Any]], list_of: Any) -> d
                 series={"type": "array", "items": point},
             ),
         ),
-        "/api/v1/models": get(
-            "The model inventory: every model and version seen on inference spans in the "
-            "window, with owner, first and last seen, latency, latest drift and unit cost",
-            [
-                query("since", "the window (default 30d)"),
-                query("model", "only this model"),
-                query("team", "only this team's models"),
-                query("environment", "only this deployment.environment.name"),
-                query(
-                    "format", "json (default) or csv", {"type": "string", "enum": ["json", "csv"]}
-                ),
-            ],
-            list_of("models", model),
+        "/api/v1/models": _with_csv(
+            get(
+                "The model inventory: every model and version seen on inference spans in the "
+                "window, with owner, first and last seen, latency (p50/p95 over the window's "
+                "last 24 hours), latest drift and unit cost",
+                [
+                    query("since", "the window (default 30d)"),
+                    query("model", "only this model"),
+                    query("team", "only this team's models"),
+                    query("environment", "only this deployment.environment.name"),
+                    query(
+                        "format",
+                        "json (default) or csv",
+                        {"type": "string", "enum": ["json", "csv"]},
+                    ),
+                ],
+                list_of("models", model),
+            )
         ),
         "/api/v1/pipelines/runs": get(
             "Pipeline runs (traces whose root span is a pipeline span), newest first, with "

@@ -22,17 +22,27 @@ from collectors.otlp.ingest import Ingest
 from cost import catalog, pricing
 from cost.rollup import Roller
 from drift.settings import DriftConfig
-from onepane import costapi
+from onepane import auth, costapi, tls
 from onepane.api import AdmissionServer, ApiContext, ApiServer
 from onepane.config import CollectorsConfig, CostConfig
 from onepane.driftapi import DriftService
 from onepane.errors import ConfigError
 from onepane.gateapi import GateConfig, GateService
 from onepane.httpbase import Server
-from onepane.metrics import CollectorStatus, CostGauges, DriftGauges, ServerMetrics
-from store import db, gpu
+from onepane.metrics import (
+    CollectorStatus,
+    CostGauges,
+    DriftGauges,
+    ServerMetrics,
+    StoreSize,
+    store_bytes,
+)
+from onepane.retention import Retainer
+from onepane.tokenapi import TokenService
+from store import db, gpu, tokens
 from store.checkpointer import Checkpointer
 from store.db import CHECKPOINT_WAL_BYTES, INGEST_THREADS, MEMORY_LIMIT
+from store.retention import RetentionConfig
 from store.writer import CommitStats, Writer
 
 _S = TypeVar("_S", bound=Server)
@@ -59,6 +69,8 @@ class ServeConfig:
     cost: CostConfig = field(default_factory=CostConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    api_tls: tls.TlsFiles | None = None  # serve the API over HTTPS
 
 
 class OnepaneServer:
@@ -67,6 +79,8 @@ class OnepaneServer:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
         self.metrics = ServerMetrics()
+        files = config.api_tls
+        api_tls = None if files is None else tls.server_context(files.cert, files.key, "API")
         self.conn = db.connect(
             config.db, memory_limit=config.memory_limit, threads=config.db_threads
         )
@@ -75,6 +89,7 @@ class OnepaneServer:
             with db.transaction(self.conn):  # before the writer starts: this thread owns conn
                 self.price_version = pricing.record(self.conn, config.cost.prices, time.time_ns())
                 catalog.replace(self.conn, config.cost.catalog)
+            self.auth = auth.authenticator(tokens.active(self.conn), self._hosts())
         except BaseException:
             self.close_store()
             raise
@@ -88,8 +103,19 @@ class OnepaneServer:
             config.checkpoint_wal_bytes,
             on_checkpoint=self.metrics.checkpoint_seconds.observe,
         )
+        self.metrics.registry.register(StoreSize(Path(config.db)))
         self.decoders = DecoderPool(config.decoders)
         self.readers = db.ReadCursors(self.conn)
+        self.retainer = Retainer(
+            config.retention,
+            self.readers.cursor,
+            self.writer.apply,
+            self.writer.forget_resources,
+            self.checkpointer.checkpoint,
+            reports=Path(f"{config.db}.reports"),
+            on_deleted=lambda table, rows: self.metrics.retention_deleted.labels(table).inc(rows),
+            on_run=self.metrics.retention_last_run.set,
+        )
         try:
             self._collectors(config.collectors)
         except BaseException:
@@ -99,10 +125,14 @@ class OnepaneServer:
             self.decoders, self.writer, self.metrics, max_in_flight=config.max_in_flight
         )
         self.otlp_http = self._bind(
-            "OTLP/HTTP", config.otlp_http_port, lambda address: OTLPHttpServer(address, ingest)
+            "OTLP/HTTP",
+            config.otlp_http_port,
+            lambda address: OTLPHttpServer(address, ingest, self.auth),
         )
         self.otlp_grpc = self._bind(
-            "OTLP/gRPC", config.otlp_grpc_port, lambda address: OTLPGrpcServer(address, ingest)
+            "OTLP/gRPC",
+            config.otlp_grpc_port,
+            lambda address: OTLPGrpcServer(address, ingest, self.auth),
         )
         context = ApiContext(
             self.readers,
@@ -114,19 +144,29 @@ class OnepaneServer:
             rollup=self.roller.run_once,
             gate=self.gate,
             drift=self.drift,
+            auth=self.auth,
+            store_bytes=lambda: store_bytes(Path(config.db)),
         )
-        self.api = self._bind("API", config.api_port, lambda address: ApiServer(address, context))
+        context.tokens = TokenService(self.readers.cursor, context.apply, self.auth)
+        self.api = self._bind(
+            "API", config.api_port, lambda address: ApiServer(address, context, api_tls)
+        )
         context.listeners.update(
             otlp_http=self.otlp_http_url, otlp_grpc=self.otlp_grpc_address, api=self.api_url
         )
         self.admission = None
         if config.gate.admission is not None:
-            tls = config.gate.admission
+            webhook = config.gate.admission
             self.admission = self._bind(
                 "admission webhook",
-                tls.port,
-                lambda address: AdmissionServer((tls.host, address[1]), self.gate, tls),
+                webhook.port,
+                lambda address: AdmissionServer((webhook.host, address[1]), self.gate, webhook),
             )
+
+    def _hosts(self) -> list[str]:
+        """Every address the server listens on."""
+        admission = self.config.gate.admission
+        return [self.config.host] + ([admission.host] if admission is not None else [])
 
     def _collectors(self, config: CollectorsConfig) -> None:
         """The GPU scraper, the NVML sampler and the Kubernetes inventory, as configured."""
@@ -218,7 +258,8 @@ class OnepaneServer:
 
     @property
     def api_url(self) -> str:
-        return f"http://{self.config.host}:{self.api.port}"
+        scheme = "https" if self.config.api_tls is not None else "http"
+        return f"{scheme}://{self.config.host}:{self.api.port}"
 
     @property
     def admission_url(self) -> str | None:
@@ -252,6 +293,7 @@ class OnepaneServer:
                 collector.start()
         self.roller.start()
         self.drift.start()
+        self.retainer.start()
         threading.Thread(target=self.readers.warm_up, name="onepane-warm-up", daemon=True).start()
 
     def _close_listeners(self) -> None:
@@ -285,6 +327,7 @@ class OnepaneServer:
         if self._collectors_stopped:
             return
         self._collectors_stopped = True
+        self.retainer.stop()
         self.drift.shutdown()
         self.roller.stop()
         self.scraper.stop()

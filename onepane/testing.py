@@ -11,6 +11,7 @@ own exporters against Onepane::
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import signal
@@ -21,21 +22,25 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from onepane.httpbase import free_ports
 
 __all__ = [
+    "Answer",
     "LiveServer",
     "demo_cluster_flags",
     "free_ports",
+    "otlp_sender",
     "run_onepane",
     "serve_once",
     "wait_for",
 ]
 
-_READY = re.compile(r"OTLP/HTTP on (http://\S+), OTLP/gRPC on (\S+), API on (http://\S+),")
+_READY = re.compile(r"OTLP/HTTP on (http://\S+), OTLP/gRPC on (\S+), API on (https?://\S+),")
 
 
 class LiveServer:
@@ -172,3 +177,99 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"no {what} within {seconds:.0f} s; last seen: {value!r}")
         time.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How the server answered one OTLP export: ``code`` is the HTTP status ("200", "429")
+    or the gRPC status name ("OK", "RESOURCE_EXHAUSTED"); "connection" when no answer came.
+    ``retry_after`` is the Retry-After header or RetryInfo delay in seconds, when given."""
+
+    code: str
+    retry_after: float | None = None
+    rejected: int = 0  # items the server refused in a partial success
+
+    @property
+    def ok(self) -> bool:
+        return self.code in ("200", "OK")
+
+    @property
+    def refused(self) -> bool:
+        return self.code in ("429", "RESOURCE_EXHAUSTED")
+
+
+_GRPC_METHODS = {
+    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+    "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+}
+
+
+def otlp_sender(
+    transport: str, otlp_url: str, grpc_address: str, signal: str = "traces"
+) -> Callable[[bytes], Answer]:
+    """A function that exports one serialized OTLP protobuf request over ``transport``
+    ("http" or "grpc") on one kept-alive connection and returns the server's ``Answer``.
+    A dropped connection answers "connection"; the next call connects again."""
+    if transport == "grpc":
+        return _grpc_sender(grpc_address, signal)
+    return _http_sender(otlp_url, signal)
+
+
+def _http_sender(otlp_url: str, signal: str) -> Callable[[bytes], Answer]:
+    parts = urlsplit(otlp_url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    headers = {"Content-Type": "application/x-protobuf"}
+
+    def send(body: bytes) -> Answer:
+        try:
+            conn.request("POST", f"/v1/{signal}", body, headers)
+            response = conn.getresponse()
+            reply = response.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            return Answer("connection")
+        retry = response.getheader("Retry-After")
+        rejected = _rejected(signal, reply) if response.status == 200 else 0
+        return Answer(str(response.status), float(retry) if retry else None, rejected)
+
+    return send
+
+
+def _grpc_sender(grpc_address: str, signal: str) -> Callable[[bytes], Answer]:
+    import grpc
+    from google.rpc import error_details_pb2
+
+    channel = grpc.insecure_channel(
+        grpc_address, options=[("grpc.max_send_message_length", 64 << 20)]
+    )
+    export = channel.unary_unary(_GRPC_METHODS[signal])
+
+    def send(body: bytes) -> Answer:
+        try:
+            reply = export(body, timeout=120)
+        except grpc.RpcError as exc:
+            code, trailers = exc.code(), dict(exc.trailing_metadata() or ())
+            if code == grpc.StatusCode.UNAVAILABLE and "grpc-status-details-bin" not in trailers:
+                return Answer("connection")  # gRPC's own: the server is gone
+            info = trailers.get("google.rpc.retryinfo-bin")
+            delay = error_details_pb2.RetryInfo.FromString(info).retry_delay if info else None
+            return Answer(code.name, delay.seconds + delay.nanos / 1e9 if delay else None)
+        return Answer("OK", rejected=_rejected(signal, reply))
+
+    return send
+
+
+def _rejected(signal: str, reply: bytes) -> int:
+    """The rejected count of an OTLP Export response's partial success."""
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+    response = {
+        "traces": trace_service_pb2.ExportTraceServiceResponse,
+        "metrics": metrics_service_pb2.ExportMetricsServiceResponse,
+        "logs": logs_service_pb2.ExportLogsServiceResponse,
+    }[signal].FromString(reply)
+    counts = {field.number: value for field, value in response.partial_success.ListFields()}
+    return counts.get(1, 0)  # rejected_spans, rejected_data_points, rejected_log_records

@@ -11,6 +11,7 @@ at a much larger WAL size (see store.db).
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 import time
@@ -39,6 +40,8 @@ class Checkpointer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="onepane-checkpoint", daemon=True)
         self.checkpoints = 0
+        self._warned: str | None = None  # a failure is logged once, not every poll
+        self._dead = False  # DuckDB invalidated the database: only a restart helps
 
     def start(self) -> None:
         self._thread.start()
@@ -61,16 +64,48 @@ class Checkpointer:
                 self.checkpoint()
 
     def checkpoint(self) -> bool:
-        """Try one checkpoint now; False if a running transaction got in the way."""
+        """Try one checkpoint now; False if a running transaction got in the way, or there
+        is too little free disk space for one (see ``room``)."""
+        if self._dead or not self._room():
+            return False
         started = time.perf_counter()
         try:
             self._cursor.execute("CHECKPOINT")
         except duckdb.TransactionException:
             return False  # a commit was in flight; the next poll retries
         except duckdb.Error as exc:
-            print(f"onepane: warning: checkpoint failed: {exc}", file=sys.stderr, flush=True)
+            self._dead = isinstance(exc, duckdb.FatalException)  # DuckDB needs a restart
+            self._warn(f"checkpoint failed: {exc}")
             return False
+        self._warned = None
         self.checkpoints += 1
         if self._on_checkpoint:
             self._on_checkpoint(time.perf_counter() - started)
         return True
+
+    def _room(self) -> bool:
+        """Whether the disk has room for a checkpoint: twice the WAL, plus 1 MiB.
+
+        A checkpoint that runs out of disk space is fatal to DuckDB (every later write
+        fails until a restart), while a commit that cannot grow the WAL fails alone and
+        the next one works once there is space. So with the disk nearly full the WAL
+        keeps the data instead, until there is room again.
+        """
+        try:
+            free = shutil.disk_usage(self._wal.parent).free
+        except OSError:
+            return True
+        wal = self.wal_bytes()
+        if free >= 2 * wal + (1 << 20):
+            return True
+        self._warn(
+            f"checkpoint put off: {free >> 20} MiB free beside the store, the WAL holds "
+            f"{wal >> 20} MiB; it is checkpointed once there is more space"
+        )
+        return False
+
+    def _warn(self, message: str) -> None:
+        """Log a failure once, not at every poll."""
+        if message.split(":")[0] != (self._warned or "").split(":")[0]:
+            print(f"onepane: warning: {message}", file=sys.stderr, flush=True)
+        self._warned = message

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -80,6 +80,7 @@ class Writer:
         self._known_resources: set[int] = set()
         self._batch_no = summary.last_batch(conn)
         self.last_commit_seconds = 0.05
+        self._failing = False  # the last write failed: its error was logged once
 
     @property
     def queued_rows(self) -> int:
@@ -135,6 +136,11 @@ class Writer:
         commits = max(1.0, min(len(self._queue), self._queued_rows / self._max_commit))
         return max(1, round(commits * self.last_commit_seconds + 0.5))
 
+    def forget_resources(self, resource_ids: Iterable[int]) -> None:
+        """Resources deleted from the store (retention): store them again when they return.
+        Call on the writer thread, e.g. from an ``apply`` write."""
+        self._known_resources.difference_update(resource_ids)
+
     def close(self, timeout: float = 60.0) -> None:
         """Stop taking writes, commit what is queued, fold, stop the thread."""
         with self._cond:
@@ -172,8 +178,9 @@ class Writer:
     def _fold(self) -> None:
         try:
             summary.fold(self._conn, self._batch_no)
-        except StoreError as exc:  # spans are safe; the next fold retries
-            print(f"onepane: warning: {exc}; retrying in a second", file=sys.stderr, flush=True)
+        except (StoreError, duckdb.Error) as exc:  # spans are safe; the next fold retries
+            if not self._failing:  # a full disk is logged once, by the commit that hit it
+                print(f"onepane: warning: {exc}; retrying in a second", file=sys.stderr, flush=True)
 
     def _commit_group(self, group: list[_Item]) -> None:
         appends = [item for item in group if item.apply is None]
@@ -188,10 +195,11 @@ class Writer:
         try:
             self._commit(group)
         except duckdb.Error as exc:
-            error = StoreError(f"could not write to the store: {exc}")
+            error = self._failed(exc)
             for item in group:
                 item.future.set_exception(error)
             return
+        self._recovered()
         elapsed = time.perf_counter() - started
         self.last_commit_seconds = elapsed
         for item in group:
@@ -207,11 +215,31 @@ class Writer:
             with transaction(self._conn):
                 result = item.apply(self._conn)
         except duckdb.Error as exc:
-            item.future.set_exception(StoreError(f"could not write to the store: {exc}"))
+            item.future.set_exception(self._failed(exc))
         except Exception as exc:  # a bug in ``write``: report it, keep the writer alive
             item.future.set_exception(exc)
         else:
+            self._recovered()
             item.future.set_result(item.size if result is None else result)
+
+    def _failed(self, exc: duckdb.Error) -> StoreError:
+        """The error to answer with; logged once until a write works again (a full disk
+        fails every commit: one line, not one per request)."""
+        error = store_error(exc)
+        if not self._failing:
+            self._failing = True
+            print(
+                f"onepane: error: {error}. Until then exports are answered 503 / UNAVAILABLE "
+                f"and nothing is acknowledged. (DuckDB said: {exc})",
+                file=sys.stderr,
+                flush=True,
+            )
+        return error
+
+    def _recovered(self) -> None:
+        if self._failing:
+            self._failing = False
+            print("onepane: the store takes writes again", file=sys.stderr, flush=True)
 
     def _commit(self, group: list[_Item]) -> None:
         """Append every queued table in one transaction: one insert per signal."""
@@ -253,6 +281,26 @@ class Writer:
         """Only the resources this writer has not stored yet."""
         known = pa.array(list(self._known_resources), pa.int64())
         return resources.filter(pc.invert(pc.is_in(resources.column("resource_id"), known)))
+
+
+def store_error(exc: duckdb.Error) -> StoreError:
+    """What a failed write means for a client and an operator."""
+    text = str(exc)
+    full = "No space left on device" in text or "Disk quota exceeded" in text
+    if "invalidated" in text or isinstance(exc, duckdb.FatalException):
+        cause = "the disk holding the store is full" if full else "a fatal store error"
+        return StoreError(
+            f"the store stopped taking writes after {cause}: nothing of this request was "
+            "stored; free disk space if needed, then restart `onepane serve` "
+            "(acknowledged data is safe in the store and its WAL)"
+        )
+    if full:
+        return StoreError(
+            "the disk holding the store is full: nothing of this request was stored; "
+            "free disk space (or shorten retention in onepane.yaml) and retry; "
+            "writes resume by themselves once there is space"
+        )
+    return StoreError(f"could not write to the store: {exc}")
 
 
 def _has_gpu_metrics(points: pa.Table) -> bool:

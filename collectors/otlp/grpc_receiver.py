@@ -21,6 +21,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
 from collectors.otlp.ingest import Ingest
+from onepane.auth import Authenticator, Forbidden, Unauthenticated
 from onepane.errors import (
     BadRequest,
     OnepaneError,
@@ -36,6 +37,8 @@ SERVICES = {
     "opentelemetry.proto.collector.logs.v1.LogsService": "logs",
 }
 _CODE_FOR = {
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    Forbidden: grpc.StatusCode.PERMISSION_DENIED,
     BadRequest: grpc.StatusCode.INVALID_ARGUMENT,
     PayloadTooLarge: grpc.StatusCode.INVALID_ARGUMENT,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -49,8 +52,11 @@ _UNAVAILABLE_RETRY_S = 1
 class OTLPGrpcServer:
     """The OTLP/gRPC listener; one thread per in-flight export, as many as HTTP may have."""
 
-    def __init__(self, address: tuple[str, int], ingest: Ingest) -> None:
+    def __init__(
+        self, address: tuple[str, int], ingest: Ingest, auth: Authenticator | None = None
+    ) -> None:
         self.ingest = ingest
+        self.auth = auth
         limit = ingest.max_body_bytes
         self._server = grpc.server(
             ThreadPoolExecutor(ingest.max_in_flight, thread_name_prefix="onepane-otlp-grpc"),
@@ -101,6 +107,8 @@ class OTLPGrpcServer:
     def _export(self, signal: str, body: bytes, context: grpc.ServicerContext) -> Message:
         ingest = self.ingest
         try:
+            if self.auth is not None:
+                self.auth.check(_authorization(context), "ingest")
             with ingest.admission():
                 response = ingest.export(signal, body, json=False)
         except OnepaneError as exc:
@@ -140,6 +148,12 @@ def _retry_seconds(exc: OnepaneError) -> int | None:
     if isinstance(exc, Unavailable | StoreError):
         return _UNAVAILABLE_RETRY_S
     return None
+
+
+def _authorization(context: grpc.ServicerContext) -> str | None:
+    """The ``authorization`` metadata (gRPC keys are lower case), as OTLP exporters send it
+    from their ``headers``."""
+    return next((v for k, v in context.invocation_metadata() if k == "authorization"), None)
 
 
 def _serialize(message: Message) -> bytes:

@@ -14,6 +14,7 @@ import traceback
 from collectors.otlp import wire
 from collectors.otlp.ingest import Ingest
 from onepane import httpbase
+from onepane.auth import Authenticator, Forbidden, Unauthenticated
 from onepane.errors import (
     BadRequest,
     OnepaneError,
@@ -25,6 +26,8 @@ from onepane.errors import (
 )
 
 _STATUS_FOR = {
+    Unauthenticated: 401,
+    Forbidden: 403,
     BadRequest: 400,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
@@ -40,6 +43,12 @@ class OTLPHttpHandler(httpbase.Handler):
     signal = "unknown"
 
     def do_POST(self) -> None:
+        try:
+            self._post()
+        except ConnectionError:  # the client hung up (its timeout): no one to answer
+            self.close_connection = True
+
+    def _post(self) -> None:
         signal = self.signal = PATHS.get(self.path.split("?", 1)[0], "unknown")
         if signal == "unknown":
             self.close_connection = True  # the body is left unread
@@ -53,6 +62,8 @@ class OTLPHttpHandler(httpbase.Handler):
         media, body_read = None, False
         try:
             media = wire.media_type(self.headers.get("Content-Type"))
+            if self.server.auth is not None:
+                self.server.auth.check(self.headers.get("Authorization"), "ingest")
             # The slot is taken before the body is read, so at most max_in_flight bodies
             # (each at most 64 MiB, also after gunzip) are in memory at once.
             ingest = self.server.ingest
@@ -69,6 +80,8 @@ class OTLPHttpHandler(httpbase.Handler):
             if not body_read:  # an unread body would be parsed as the next request
                 self.close_connection = True
             self._fail(exc, media or wire.JSON)
+        except ConnectionError:
+            raise
         except Exception as exc:  # a bug: answer 500 with a Status, keep serving
             traceback.print_exc()
             self.close_connection = True
@@ -83,6 +96,8 @@ class OTLPHttpHandler(httpbase.Handler):
         headers = {}
         if isinstance(exc, Overloaded):
             headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        elif isinstance(exc, Unauthenticated):
+            headers["WWW-Authenticate"] = 'Bearer realm="onepane"'
         self._error(status, str(exc), media, headers)
 
     def _error(
@@ -98,6 +113,9 @@ class OTLPHttpHandler(httpbase.Handler):
 class OTLPHttpServer(httpbase.Server):
     """The OTLP/HTTP listener."""
 
-    def __init__(self, address: tuple[str, int], ingest: Ingest) -> None:
+    def __init__(
+        self, address: tuple[str, int], ingest: Ingest, auth: Authenticator | None = None
+    ) -> None:
         super().__init__(address, OTLPHttpHandler)
         self.ingest = ingest
+        self.auth = auth

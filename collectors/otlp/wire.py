@@ -256,6 +256,8 @@ def encode_message(message: Message, media: str) -> bytes:
 
 GRPC_CODE_FOR_HTTP = {
     400: code_pb2.INVALID_ARGUMENT,
+    401: code_pb2.UNAUTHENTICATED,
+    403: code_pb2.PERMISSION_DENIED,
     404: code_pb2.NOT_FOUND,
     405: code_pb2.UNIMPLEMENTED,
     411: code_pb2.INVALID_ARGUMENT,

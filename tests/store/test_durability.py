@@ -1,7 +1,7 @@
 """Nothing acknowledged is lost: not under backpressure, not when the server is killed.
 
-Clients send raw OTLP protobuf ``ExportTraceServiceRequest`` bodies over http.client to a
-live server; the DuckDB file is read only after that server has stopped or died.
+Clients send raw OTLP protobuf ``ExportTraceServiceRequest`` bodies over http.client (and
+gRPC) to a live server; the DuckDB file is read only after that server has stopped or died.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import itertools
 import os
 import random
 import signal
+import socket
+import struct
 import threading
 import time
 import urllib.request
@@ -29,6 +31,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from prometheus_client.parser import text_string_to_metric_families
+
+from onepane.testing import LiveServer, otlp_sender
+from store import db as store_db
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 BASE_NS = 1_767_225_600 * 1_000_000_000
@@ -203,25 +208,22 @@ class AckLog:
     failures: list[str] = field(default_factory=list)
 
 
-def until_failure_client(otlp_url: str, number: int, stop: threading.Event, log: AckLog) -> None:
-    """Export new traces back to back; stop at the first connection error (the kill)."""
-    conn = connect(otlp_url)
-    try:
-        while not stop.is_set():
-            trace_id = uuid.uuid4().bytes
-            span_ids = new_span_ids(KILL_SPANS_PER_EXPORT)
-            body = export_body(trace_id, span_ids, f"crash-client-{number}")
-            try:
-                response = post(conn, body)
-            except (OSError, http.client.HTTPException):
-                return  # the server died under this request: neither acked nor refused
-            if response.status != 200:
-                log.failures.append(f"HTTP {response.status}: {response.data[:200]!r}")
-                return
-            log.acked_spans.update(span_id.hex() for span_id in span_ids)
-            log.acked_traces.append(trace_id.hex())
-    finally:
-        conn.close()
+def until_failure_client(
+    server: LiveServer, transport: str, number: int, stop: threading.Event, log: AckLog
+) -> None:
+    """Export new traces back to back; stop at the first dropped connection (the kill)."""
+    send = otlp_sender(transport, server.otlp_url, server.grpc_address)
+    while not stop.is_set():
+        trace_id = uuid.uuid4().bytes
+        span_ids = new_span_ids(KILL_SPANS_PER_EXPORT)
+        answer = send(export_body(trace_id, span_ids, f"crash-client-{number}"))
+        if answer.code == "connection":
+            return  # the server died under this request: neither acked nor refused
+        if not answer.ok or answer.rejected:
+            log.failures.append(f"{transport}: {answer}")
+            return
+        log.acked_spans.update(span_id.hex() for span_id in span_ids)
+        log.acked_traces.append(trace_id.hex())
 
 
 def child_pids(pid: int) -> list[int]:
@@ -245,9 +247,10 @@ def test_kill_9_loses_no_acknowledged_span(start_server: Callable, tmp_path: Pat
     helpers = child_pids(server.proc.pid)
     stop = threading.Event()
     logs = [AckLog() for _ in range(KILL_CLIENTS)]
+    transports = ["http"] * (KILL_CLIENTS - 1) + ["grpc"]
     threads = [
-        threading.Thread(target=until_failure_client, args=(server.otlp_url, n, stop, log))
-        for n, log in enumerate(logs)
+        threading.Thread(target=until_failure_client, args=(server, transport, n, stop, log))
+        for n, (transport, log) in enumerate(zip(transports, logs, strict=True))
     ]
     try:
         for thread in threads:
@@ -295,7 +298,7 @@ def test_kill_9_loses_no_acknowledged_span(start_server: Callable, tmp_path: Pat
         )
         migrations = conn.execute("SELECT version FROM schema_migrations").fetchall()
     # the restart found the schema current
-    assert migrations == [(1,), (2,), (3,), (4,), (5,), (6,)]
+    assert migrations == [(number,) for number, _, _ in store_db.migrations()]
     assert len(summaries) == len(dict(summaries))  # one row per trace
     # Every stored trace folded exactly once, whether before the crash or after the restart.
     assert dict(summaries) == stored
@@ -323,6 +326,36 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+# --- clients that hang up -------------------------------------------------------------
+
+
+def test_a_client_hanging_up_before_its_answer_costs_nothing(start_server: Callable) -> None:
+    """An SDK whose export timed out closes the connection; the server commits the export
+    anyway, finds no one to answer, says nothing about it and keeps serving."""
+    server = start_server()
+    address = urlsplit(server.otlp_url)
+    sent = []
+    for _ in range(3):
+        trace_id = uuid.uuid4().bytes
+        body = export_body(trace_id, new_span_ids(50), "impatient-client")
+        sock = socket.create_connection((address.hostname, address.port))
+        head = f"POST /v1/traces HTTP/1.1\r\nHost: onepane\r\nContent-Length: {len(body)}\r\n"
+        sock.sendall(f"{head}Content-Type: application/x-protobuf\r\n\r\n".encode() + body)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # a reset: the server's answer will find the connection gone
+        sent.append(trace_id.hex())
+
+    conn = connect(server.otlp_url)
+    trace_id = uuid.uuid4().bytes
+    assert post(conn, export_body(trace_id, new_span_ids(5), "patient-client")).status == 200
+    conn.close()
+    for hung_up in sent:  # committed before the answer was due, so stored
+        assert server.trace(hung_up)["span_count"] == 50
+    assert server.stop() == 0
+    output = "".join(server.output)
+    assert "Traceback" not in output and "Error" not in output, output
 
 
 # --- background checkpoints -----------------------------------------------------------
