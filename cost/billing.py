@@ -123,8 +123,14 @@ def _load(cursor: duckdb.DuckDBPyConnection, path: str, kind: str) -> list[str]:
 
 
 def _csv_header(path: str) -> list[str]:
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        header = next(csv.reader(handle), [])
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle), [])
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise BadRequest(
+            f"the bill's header is not readable CSV text ({exc}); export the file again as "
+            "UTF-8 CSV or Parquet. Nothing was imported"
+        ) from None
     if not header or any(not name.strip() for name in header):
         raise BadRequest("the bill's first line must be a header of column names")
     if len(set(header)) != len(header):

@@ -10,6 +10,8 @@ import yaml
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 Path = tuple[str | int, ...]
+MAX_DEPTH = 64  # Kubernetes objects and gate policies nest a dozen levels at most
+MAX_VALUES = 200_000  # mapping keys and list items, aliases expanded
 
 
 @dataclass
@@ -33,16 +35,46 @@ class YamlError(ValueError):
     """The text is not YAML; the message names the line."""
 
 
-def _walk(node: yaml.Node, path: Path, lines: dict[Path, int]) -> None:
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            sub = (*path, str(key.value))
-            lines[sub] = key.start_mark.line + 1
-            _walk(value, sub, lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines[(*path, i)] = item.start_mark.line + 1
-            _walk(item, (*path, i), lines)
+def _walk(root: yaml.Node, source: str) -> dict[Path, int]:
+    """The line of every mapping key and sequence item under ``root``. Aliases are followed,
+    so a document whose aliases expand past ``MAX_VALUES`` values (an alias bomb) or that
+    nests past ``MAX_DEPTH`` levels is refused rather than walked."""
+    lines: dict[Path, int] = {(): root.start_mark.line + 1}
+    stack: list[tuple[yaml.Node, Path]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            children = [((*path, str(key.value)), key, value) for key, value in node.value]
+        elif isinstance(node, yaml.SequenceNode):
+            children = [((*path, i), item, item) for i, item in enumerate(node.value)]
+        else:
+            continue
+        if children and len(path) >= MAX_DEPTH:
+            raise YamlError(
+                f"{source} line {node.start_mark.line + 1}: nested deeper than {MAX_DEPTH} "
+                "levels; Onepane reads no deeper"
+            )
+        for sub, marked, child in children:
+            lines[sub] = marked.start_mark.line + 1
+            stack.append((child, sub))
+        if len(lines) > MAX_VALUES:
+            raise YamlError(
+                f"{source}: holds more than {MAX_VALUES} values once its aliases are expanded "
+                "(an alias bomb?); write the values out or split the file"
+            )
+    return lines
+
+
+def _construct(loader: Any, node: yaml.Node, source: str) -> Any:
+    """The document's value; a tagged scalar PyYAML cannot convert (``!!int`` with no digits,
+    a ``!!timestamp`` that is no date) is a YamlError naming the document's line."""
+    try:
+        return loader.construct_document(node)
+    except (ValueError, TypeError, IndexError, OverflowError) as exc:
+        raise YamlError(
+            f"{source} line {node.start_mark.line + 1}: a value in this document cannot be "
+            f"read ({type(exc).__name__}: {str(exc)[:80]}); check its !!tags"
+        ) from None
 
 
 def load_all(text: str, source: str) -> list[Doc]:
@@ -56,12 +88,10 @@ def load_all(text: str, source: str) -> list[Doc]:
             index += 1
             if node is None:
                 continue
-            value = loader.construct_document(node)
+            value = _construct(loader, node, source)
             if value is None:
                 continue
-            lines: dict[Path, int] = {(): node.start_mark.line + 1}
-            _walk(node, (), lines)
-            docs.append(Doc(value, source, index, lines))
+            docs.append(Doc(value, source, index, _walk(node, source)))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f" line {mark.line + 1}" if mark else ""

@@ -36,6 +36,8 @@ IDENTITY_FIELDS = [
 ]
 NOUNS = {"traces": "span", "metrics": "data point", "logs": "log record"}
 _MAX_MESSAGES = 5
+MAX_TIME_NS = 2**63 - 1  # the last nanosecond a stored timestamp holds: 2262-04-11
+MAX_INT32 = 2**31 - 1
 
 
 @dataclass
@@ -141,6 +143,21 @@ def scope_json(scope: Any) -> str | None:
     """An instrumentation scope's attributes as JSON, or None when it has none."""
     scope_attrs = attributes(scope.attributes)
     return orjson.dumps(scope_attrs).decode() if scope_attrs else None
+
+
+def range_problem(**values: int) -> str | None:
+    """Why one of an item's times (``*_unix_nano``) or 32-bit counts and flags cannot be
+    stored, or None when all of them can."""
+    for name, value in values.items():
+        if name.endswith("unix_nano"):
+            if value > MAX_TIME_NS:
+                return (
+                    f"{name} {value} is after 2262-04-11, the last time Onepane stores; "
+                    "send nanoseconds since 1970-01-01"
+                )
+        elif value > MAX_INT32:
+            return f"{name} {value} is over {MAX_INT32}, the most Onepane stores"
+    return None
 
 
 def trace_key(trace_id: bytes) -> int:

@@ -21,6 +21,7 @@ from collectors.otlp.decoded import (
     Builder,
     Decoded,
     Resource,
+    range_problem,
     scope_json,
     table_from_rows,
     trace_key,
@@ -111,7 +112,12 @@ def _record_problem(record: Any) -> str | None:
         return f"span_id must be empty or 8 non-zero bytes, got {len(record.span_id)} bytes"
     if not 0 <= record.severity_number <= 24:
         return f"severity_number {record.severity_number} is not an OTLP SeverityNumber (0-24)"
-    return None
+    return range_problem(
+        time_unix_nano=record.time_unix_nano,
+        observed_time_unix_nano=record.observed_time_unix_nano,
+        flags=record.flags,
+        dropped_attributes_count=record.dropped_attributes_count,
+    )
 
 
 def _describe(record: Any) -> str:

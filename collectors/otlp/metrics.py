@@ -26,6 +26,7 @@ from collectors.otlp.decoded import (
     Builder,
     Decoded,
     Resource,
+    range_problem,
     scope_json,
     table_from_rows,
 )
@@ -155,6 +156,12 @@ class _PointBuilder(Builder):
             self.reject("metric with no name", "every metric needs a name", len(data.data_points))
             return
         temporality = getattr(data, "aggregation_temporality", None)
+        if temporality is not None and not 0 <= temporality <= 2:
+            why = (
+                f"aggregation_temporality {temporality} is not an OTLP AggregationTemporality (0-2)"
+            )
+            self.reject(f"data points of {metric.name!r}", why, len(data.data_points))
+            return
         self.metrics.append(
             (
                 metric.name,
@@ -207,7 +214,11 @@ class _PointBuilder(Builder):
 def _time_problem(point: Any) -> str | None:
     if not point.time_unix_nano:
         return "time_unix_nano is required"
-    return None
+    return range_problem(
+        time_unix_nano=point.time_unix_nano,
+        start_time_unix_nano=point.start_time_unix_nano,
+        flags=point.flags,
+    )
 
 
 def _number_row(point: Any) -> tuple[str | None, tuple[Any, ...]]:

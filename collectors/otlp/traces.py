@@ -19,6 +19,7 @@ from collectors.otlp.decoded import (
     TS,
     Builder,
     Decoded,
+    range_problem,
     scope_json,
     table_from_rows,
     trace_key,
@@ -166,7 +167,9 @@ def _span_problem(span: Any) -> str | None:
         return f"kind {span.kind} is not an OTLP SpanKind (0-5)"
     if not 0 <= span.status.code <= 2:
         return f"status.code {span.status.code} is not an OTLP StatusCode (0-2)"
-    return None
+    return range_problem(
+        start_time_unix_nano=span.start_time_unix_nano, end_time_unix_nano=span.end_time_unix_nano
+    )
 
 
 def _events_json(events: Any) -> str | None:
