@@ -35,6 +35,8 @@ bench: install
 	$(PY) bench/gate.py
 	$(PY) bench/drift.py
 	$(PY) bench/dashboards.py
+	$(PY) bench/overload.py
+	$(PY) bench/crash.py --rounds 10
 
 lock:
 	$(UV) pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock

@@ -32,6 +32,11 @@ def tree_rss_bytes(pid: int) -> int:
     return sum(_rss(p) for p in [pid, *_children(pid)])
 
 
+def process_rss_bytes(pid: int) -> int:
+    """Resident memory of one process, without its children."""
+    return _rss(pid)
+
+
 def _children(pid: int) -> list[int]:
     try:
         found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()

@@ -12,24 +12,20 @@ ceiling) with the ratio between the two.
 from __future__ import annotations
 
 import argparse
-import http.client
 import multiprocessing
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import PeakRss, live_server, median, now, percentile, remove_store
 from workload import make_exports, make_metric_exports
 
+from onepane.testing import otlp_sender
+
 SPANS_PER_EXPORT = 512
-_GRPC_METHODS = {
-    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
-}
 
 
 @dataclass(frozen=True)
@@ -48,64 +44,22 @@ class Scenario:
         return "spans" if self.signal == "traces" else "points"
 
 
-def _http_sender(server, signal: str):
-    parts = urlsplit(server.otlp_url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
-    headers = {"Content-Type": "application/x-protobuf"}
-
-    def send(body: bytes) -> float | None:
-        """None when acknowledged, else the seconds the server asked to wait."""
-        conn.request("POST", f"/v1/{signal}", body, headers)
-        response = conn.getresponse()
-        response.read()
-        if response.status == 200:
-            return None
-        if response.status == 429:
-            return float(response.getheader("Retry-After", "1"))
-        raise RuntimeError(f"unexpected HTTP {response.status}")
-
-    return send
-
-
-def _grpc_sender(server, signal: str):
-    import grpc
-    from google.rpc import error_details_pb2
-
-    channel = grpc.insecure_channel(
-        server.grpc_address, options=[("grpc.max_send_message_length", 64 << 20)]
-    )
-    export = channel.unary_unary(_GRPC_METHODS[signal])
-
-    def send(body: bytes) -> float | None:
-        try:
-            export(body, timeout=120)
-            return None
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
-                raise RuntimeError(f"unexpected gRPC {exc.code()}: {exc.details()}") from None
-            info = dict(exc.trailing_metadata() or ()).get("google.rpc.retryinfo-bin")
-            if info is None:
-                return 1.0
-            return error_details_pb2.RetryInfo.FromString(info).retry_delay.seconds
-
-    return send
-
-
 def client(server, scenario: Scenario, exports, deadline: float, budget: int, out) -> None:
     """Send exports in a loop until the deadline or the budget; report what was acked."""
-    maker = _grpc_sender if scenario.transport == "grpc" else _http_sender
-    send = maker(server, scenario.signal)
+    send = otlp_sender(scenario.transport, server.otlp_url, server.grpc_address, scenario.signal)
     acked, refused, latencies, i = 0, 0, [], 0
     while time.time() < deadline and acked < budget:
         started = now()
-        wait = send(exports[i % len(exports)])
-        if wait is None:
+        answer = send(exports[i % len(exports)])
+        if answer.ok:
             latencies.append(now() - started)
             acked += scenario.per_export
             i += 1
-        else:
+        elif answer.refused:
             refused += 1
-            time.sleep(wait / 10)
+            time.sleep((answer.retry_after or 1.0) / 10)
+        else:
+            raise RuntimeError(f"unexpected answer {answer.code} from {scenario.name}")
     out.put((acked, refused, latencies))
 
 

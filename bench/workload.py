@@ -8,6 +8,7 @@ send them. Spans of one trace are split across the services' exports, as in prod
 from __future__ import annotations
 
 import random
+import time
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -102,8 +103,11 @@ _ROLE_ATTRS = {
 }
 
 
-def make_exports(n_exports: int, spans_per_export: int = 512, seed: int = 0) -> list[bytes]:
-    """Serialized ExportTraceServiceRequests; trace i has spans in four services' exports."""
+def make_exports(
+    n_exports: int, spans_per_export: int = 512, seed: int = 0, base_ns: int = BASE_NS
+) -> list[bytes]:
+    """Serialized ExportTraceServiceRequests; trace i has spans in four services' exports,
+    the first starting at ``base_ns``."""
     rng = random.Random(seed)
     exports = []
     for index in range(n_exports):
@@ -129,13 +133,60 @@ def make_exports(n_exports: int, spans_per_export: int = 512, seed: int = 0) -> 
                 "db": "SELECT orders",
             }[role]
             span.kind = 2 if role in ("request", "api") else 3 if role == "db" else 1
-            start = BASE_NS + trace_no * 1_000_000 + rng.randrange(1_000_000)
+            start = base_ns + trace_no * 1_000_000 + rng.randrange(1_000_000)
             span.start_time_unix_nano = start
             span.end_time_unix_nano = start + int(rng.lognormvariate(16, 0.6))
             span.status.code = 2 if rng.random() < 0.01 else 0
             _attrs(span.attributes, _COMMON + _ROLE_ATTRS[role])
         exports.append(request.SerializeToString())
     return exports
+
+
+class StampedExports:
+    """Trace exports whose every request is distinct and can be found in the store again:
+    ``stamp(key)`` writes the 6-byte ``key`` over the first bytes of each span id and
+    trace id, so span ids are ``key`` + a 2-byte index and ``spans.span_id`` starts with
+    the key's 12 hex digits. Spans start about a minute before the object was made."""
+
+    KEY_BYTES = 6
+
+    def __init__(self, spans_per_export: int = 512, templates: int = 4) -> None:
+        base_ns = time.time_ns() - 60 * 1_000_000_000
+        self.spans = spans_per_export
+        self._templates = [
+            _with_marked_ids(body, spans_per_export)
+            for body in make_exports(templates, spans_per_export, base_ns=base_ns)
+        ]
+
+    def stamp(self, key: int) -> bytes:
+        body, offsets = self._templates[key % len(self._templates)]
+        out = bytearray(body)
+        stamp = key.to_bytes(self.KEY_BYTES, "big")
+        for offset in offsets:
+            out[offset : offset + self.KEY_BYTES] = stamp
+        return bytes(out)
+
+    @classmethod
+    def key_hex(cls, key: int) -> str:
+        """How a key starts the stored (hex) span ids of its request."""
+        return key.to_bytes(cls.KEY_BYTES, "big").hex()
+
+
+def _with_marked_ids(body: bytes, spans: int) -> tuple[bytes, list[int]]:
+    """The export with span i's ids set to a marker + i, and where those markers sit."""
+    request = ExportTraceServiceRequest.FromString(body)
+    marker = b"\xa5\x5a\xc3\x3c\x96\x69"
+    for i, span in enumerate(request.resource_spans[0].scope_spans[0].spans):
+        index = i.to_bytes(2, "big")
+        span.span_id = marker + index
+        span.trace_id = marker + index + span.trace_id[8:]
+    marked = request.SerializeToString()
+    offsets, at = [], marked.find(marker)
+    while at >= 0:
+        offsets.append(at)
+        at = marked.find(marker, at + 1)
+    assert len(offsets) == 2 * spans, "a marker also occurs elsewhere in the export"
+    return marked, offsets
 
 
 _ROUTES = ("/checkout", "/api/checkout", "/api/cart", "/api/recommendations", "/login", "/")
