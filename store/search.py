@@ -118,13 +118,39 @@ def search(conn: duckdb.DuckDBPyConnection, query: TraceQuery) -> list[dict[str,
     if win.end_ns is not None:
         params["end"] = win.end_ns
     if query.has_span_filter:
-        sql = _span_search(conn, query, params)
+        # Failed spans are rare: an error search is narrow, the listing path suits it.
+        rows = [] if query.status == "error" else _top_search(conn, query, dict(params))
+        if len(rows) < query.limit:  # too few among the top candidates: search them all
+            rows = conn.execute(_span_search(conn, query, params), params).fetchall()
     else:
         sql = _summaries_sql("", _trace_window(win, "t.start_time"), query.sort)
-    rows = conn.execute(sql, params).fetchall()
+        rows = conn.execute(sql, params).fetchall()
     summaries = [_summary(row) for row in rows]
     _add_time_split(conn, summaries)
     return summaries
+
+
+# A search with a span filter first looks at this many times ``limit`` of the window's
+# newest or slowest traces: when enough of them have a matching span (a broad filter, such
+# as every workload of a team), those are the answer, found without listing every match.
+TOP_CANDIDATES = 20
+
+
+def _top_search(
+    conn: duckdb.DuckDBPyConnection, query: TraceQuery, params: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    """The first ``limit`` of the top candidates that have a matching span."""
+    where = " AND ".join(["true", *_trace_window(query.window, "t.end_time")])
+    order = f"{_ORDER[query.sort]}, t.trace_id"
+    spans = " AND ".join(_span_where(conn, query, params))
+    sql = (
+        f"WITH candidates AS (SELECT * FROM traces AS t WHERE {where} ORDER BY {order} "
+        f"LIMIT {query.limit * TOP_CANDIDATES}) "
+        f"SELECT {_SUMMARY_COLUMNS} FROM candidates AS t WHERE EXISTS (SELECT 1 FROM spans AS s "
+        f"WHERE s.trace_key = t.trace_key AND s.trace_id = t.trace_id AND {spans}) "
+        f"ORDER BY {order} LIMIT $limit"
+    )
+    return conn.execute(sql, params).fetchall()
 
 
 def _span_search(conn: duckdb.DuckDBPyConnection, query: TraceQuery, params: dict[str, Any]) -> str:
@@ -167,12 +193,20 @@ def _summaries_sql(join: str, where: list[str], sort: str) -> str:
 
 
 def _hits_sql(conn: duckdb.DuckDBPyConnection, query: TraceQuery, params: dict[str, Any]) -> str:
+    where = " AND ".join(_span_where(conn, query, params))
+    return f"SELECT DISTINCT s.trace_key, s.trace_id FROM spans AS s WHERE {where}"
+
+
+def _span_where(
+    conn: duckdb.DuckDBPyConnection, query: TraceQuery, params: dict[str, Any]
+) -> list[str]:
+    """The conditions a matching span meets: the filters, and a start in the window."""
     where = _span_conditions(conn, query, params)
     if query.window.start_ns is not None:
         where.append("s.start_time >= make_timestamp_ns($start)")
     if query.window.end_ns is not None:
         where.append("s.start_time < make_timestamp_ns($end)")
-    return f"SELECT DISTINCT s.trace_key, s.trace_id FROM spans AS s WHERE {' AND '.join(where)}"
+    return where
 
 
 def _span_conditions(
@@ -303,6 +337,13 @@ FROM spans
 WHERE trace_key IN (SELECT unnest($keys))
   AND start_time >= make_timestamp_ns($lo) AND start_time <= make_timestamp_ns($hi)
 """
+_SPANS_OF_ONE = """
+SELECT trace_id, span_id, parent_span_id, epoch_ns(start_time), epoch_ns(end_time), role,
+       service_name, workload
+FROM spans
+WHERE trace_key = $k{i}
+  AND start_time >= make_timestamp_ns($lo{i}) AND start_time <= make_timestamp_ns($hi{i})
+"""
 _SPAN_FIELDS = (
     "span_id",
     "parent_span_id",
@@ -314,18 +355,36 @@ _SPAN_FIELDS = (
 )
 
 
+# Up to this many traces, each trace's spans are read within its own time range (a scan
+# of a few row groups each): the slowest traces of a day lie hours apart, and one range
+# from the first start to the last end would scan the whole day's spans.
+MAX_RANGES = 50
+
+
+def _spans_of(summaries: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """The query (and its parameters) for the spans of these traces."""
+    if len(summaries) > MAX_RANGES:
+        params = {
+            "keys": sorted({trace_key(s["trace_id"]) for s in summaries}),
+            "lo": min(s["start_unix_nano"] for s in summaries),
+            "hi": max(s["end_unix_nano"] for s in summaries),
+        }
+        return _SPANS_OF, params
+    parts, params = [], {}
+    for i, s in enumerate(summaries):
+        parts.append(_SPANS_OF_ONE.format(i=i))
+        params |= {f"k{i}": trace_key(s["trace_id"]), f"lo{i}": s["start_unix_nano"],
+                   f"hi{i}": s["end_unix_nano"]}  # fmt: skip
+    return " UNION ALL ".join(parts), params
+
+
 def _add_time_split(conn: duckdb.DuckDBPyConnection, summaries: list[dict[str, Any]]) -> None:
     """Give each summary ``where_the_time_went``, from its spans' critical path."""
     if not summaries:
         return
     wanted = {s["trace_id"]: s for s in summaries}
-    params = {
-        "keys": sorted({trace_key(t) for t in wanted}),
-        "lo": min(s["start_unix_nano"] for s in summaries),
-        "hi": max(s["end_unix_nano"] for s in summaries),
-    }
     spans: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in wanted}
-    for row in conn.execute(_SPANS_OF, params).fetchall():
+    for row in conn.execute(*_spans_of(summaries)).fetchall():
         if row[0] in spans:  # another trace can share the 8-byte key
             spans[row[0]].setdefault(row[1], dict(zip(_SPAN_FIELDS, row[1:], strict=True)))
     for trace_id, summary in wanted.items():
