@@ -95,18 +95,8 @@ class ApiHandler(httpbase.Handler):
             self._authorize(path)
             self.query = {k: v[-1] for k, v in self.query_lists.items() if v[-1]}
             self._route(path)
-        except (Unauthenticated, Forbidden) as exc:
-            self._refuse(exc)
-        except BadRequest as exc:
-            self._json(400, {"error": str(exc)})
-        except NotFound as exc:
-            self._not_found(exc)
-        except Ambiguous as exc:
-            self._json(409, {"error": str(exc), "matches": exc.matches})
-        except OnepaneError as exc:
-            self._json(503, {"error": str(exc)})
-        except Exception as exc:  # a bug: answer it, log it, keep serving
-            self._internal_error(exc)
+        except Exception as exc:
+            self._fail(exc)
 
     do_HEAD = do_GET
 
@@ -144,15 +134,24 @@ class ApiHandler(httpbase.Handler):
             if not path.startswith("/api/v1/tokens/") or tokens is None:
                 raise NotFound(f"no API route DELETE {path}; see /api/v1/openapi.json")
             self._json(200, tokens.revoke(path.removeprefix("/api/v1/tokens/")))
-        except (Unauthenticated, Forbidden) as exc:
+        except Exception as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        """The answer to a request that raised: its status and a JSON error."""
+        if isinstance(exc, Unauthenticated | Forbidden):
             self._refuse(exc)
-        except BadRequest as exc:
+        elif isinstance(exc, BadRequest):
             self._json(400, {"error": str(exc)})
-        except NotFound as exc:
+        elif isinstance(exc, NotFound):
             self._not_found(exc)
-        except OnepaneError as exc:
+        elif isinstance(exc, Ambiguous):
+            self._json(409, {"error": str(exc), "matches": exc.matches})
+        elif isinstance(exc, PayloadTooLarge):
+            self._json(413, {"error": str(exc)})
+        elif isinstance(exc, OnepaneError):
             self._json(503, {"error": str(exc)})
-        except Exception as exc:  # a bug: answer it, log it, keep serving
+        else:  # a bug: answer it, log it, keep serving
             self._internal_error(exc)
 
     def _internal_error(self, exc: Exception) -> None:
@@ -208,18 +207,8 @@ class ApiHandler(httpbase.Handler):
                 self._json(201, ctx.tokens.create(_json_object(self.read_body(MAX_GATE_BYTES))))
             else:
                 raise NotFound(f"no API route POST {path}; see /api/v1/openapi.json")
-        except (Unauthenticated, Forbidden) as exc:
-            self._refuse(exc)
-        except BadRequest as exc:
-            self._json(400, {"error": str(exc)})
-        except NotFound as exc:
-            self._not_found(exc)
-        except PayloadTooLarge as exc:
-            self._json(413, {"error": str(exc)})
-        except OnepaneError as exc:
-            self._json(503, {"error": str(exc)})
-        except Exception as exc:  # a bug: answer it, log it, keep serving
-            self._internal_error(exc)
+        except Exception as exc:
+            self._fail(exc)
 
     def _route(self, path: str) -> None:
         ctx = self.server.context

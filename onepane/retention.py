@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from onepane.errors import Overloaded, Unavailable
-from store import retention
+from store import db, retention
 from store.retention import RetentionConfig
 
 FIRST_RUN_S = 30.0  # the first run waits this long (or one interval, if shorter)
@@ -115,11 +115,7 @@ class Retainer:
         return deleted
 
     def _read(self, query: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
-        cursor = self._cursor()
-        try:
-            return query(cursor)
-        finally:
-            cursor.close()
+        return db.read_with(self._cursor, query)
 
     def _write(self, write: Callable[[duckdb.DuckDBPyConnection], dict[str, int]]) -> dict:
         """One step on the writer; waits (never refuses ingest) while the queue is full."""

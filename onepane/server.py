@@ -210,11 +210,7 @@ class OnepaneServer:
         return self.writer.apply(lambda conn: gpu.insert_points(conn, points), points.num_rows)
 
     def _read(self, query: Callable[[Any], _T]) -> _T:
-        cursor = self.readers.cursor()
-        try:
-            return query(cursor)
-        finally:
-            cursor.close()
+        return db.read_with(self.readers.cursor, query)
 
     def _pod(self, uid: str) -> tuple[str, str] | None:
         row = self._read(

@@ -14,7 +14,7 @@ import duckdb
 
 from onepane.auth import Authenticator
 from onepane.errors import BadRequest
-from store import tokens
+from store import db, tokens
 
 Apply = Callable[[Callable[[duckdb.DuckDBPyConnection], Any], int], Any]
 
@@ -62,11 +62,7 @@ class TokenService:
         self.auth.reload(self._read(tokens.active))
 
     def _read(self, query: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
-        cursor = self._cursor()
-        try:
-            return query(cursor)
-        finally:
-            cursor.close()
+        return db.read_with(self._cursor, query)
 
 
 def openapi_paths(error: dict[str, Any]) -> dict[str, Any]:

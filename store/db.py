@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
 from onepane.errors import StoreError
 
+_T = TypeVar("_T")
 DEFAULT_DB_PATH = Path(".onepane") / "onepane.duckdb"
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
@@ -115,6 +117,18 @@ class ReadCursors:
 
     def close(self) -> None:
         self._root.close()
+
+
+def read_with(
+    open_cursor: Callable[[], duckdb.DuckDBPyConnection],
+    query: Callable[[duckdb.DuckDBPyConnection], _T],
+) -> _T:
+    """``query`` run on a cursor of its own, closed after."""
+    cursor = open_cursor()
+    try:
+        return query(cursor)
+    finally:
+        cursor.close()
 
 
 @contextmanager

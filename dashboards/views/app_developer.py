@@ -32,6 +32,14 @@ def _ms(label: str) -> Any:
     return st.column_config.NumberColumn(f"{label} (ms)", format="%.1f")
 
 
+# The request statistics both the services and the routes table show.
+_STATS = {
+    "rate_per_s": st.column_config.NumberColumn("req/s", format="%.3f"),
+    "error_pct": st.column_config.NumberColumn("error %", format="%.2f%%"),
+    **{f"p{q}_ms": _ms(f"p{q}") for q in (50, 95, 99)},
+}
+
+
 def show_metrics(t: data.Totals) -> None:
     values = data.metric_values(t)
     for column, (label, value) in zip(st.columns(len(values)), values.items(), strict=True):
@@ -44,11 +52,7 @@ def show_services(table: Any) -> None:
         table,
         key="appdev-services",
         column_config={
-            "rate_per_s": st.column_config.NumberColumn("req/s", format="%.3f"),
-            "error_pct": st.column_config.NumberColumn("error %", format="%.2f%%"),
-            "p50_ms": _ms("p50"),
-            "p95_ms": _ms("p95"),
-            "p99_ms": _ms("p99"),
+            **_STATS,
             "unit_cost": st.column_config.NumberColumn("cost / 1k req", format="$%.4f"),
             "last_seen": st.column_config.DatetimeColumn("last seen (UTC)"),
         },
@@ -63,14 +67,7 @@ def show_routes(doc: Mapping[str, Any], groups: Sequence[Mapping[str, Any]], win
     tables.show(
         data.route_table(groups),
         key="appdev-routes",
-        column_config={
-            "rate_per_s": st.column_config.NumberColumn("req/s", format="%.3f"),
-            "error_pct": st.column_config.NumberColumn("error %", format="%.2f%%"),
-            "p50_ms": _ms("p50"),
-            "p95_ms": _ms("p95"),
-            "p99_ms": _ms("p99"),
-            "max_ms": _ms("max"),
-        },
+        column_config={**_STATS, "max_ms": _ms("max")},
     )
     keys = list(dict.fromkeys(g["key"] for g in groups))
     left, middle, right = st.columns([3, 1, 1])
