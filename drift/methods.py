@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
-from scipy.spatial import distance
 
 from drift.profile import NUMERICAL, ColumnProfile, number_key
 from onepane.errors import BadRequest
@@ -142,6 +140,8 @@ def _percents(ref: ColumnProfile, cur: Current) -> tuple[np.ndarray, np.ndarray]
 
 def _jensenshannon(ref: ColumnProfile, cur: Current, threshold: float) -> tuple[float, bool]:
     ref_share, cur_share = _percents(ref, cur)
+    from scipy.spatial import distance  # scipy takes seconds to import: only where judged
+
     value = float(distance.jensenshannon(ref_share, cur_share))
     return value, value >= threshold
 
@@ -153,6 +153,8 @@ def _chisquare(ref: ColumnProfile, cur: Current, threshold: float) -> tuple[floa
     scale = cur.count / ref.count
     expected = [ref_counts.get(k, 0) * scale for k in keys]
     observed = [cur_counts.get(k, 0) for k in keys]
+    from scipy import stats
+
     with np.errstate(divide="ignore", invalid="ignore"):
         p_value = float(stats.chisquare(observed, expected)[1])
     return p_value, p_value < threshold
@@ -168,6 +170,8 @@ def _z(ref: ColumnProfile, cur: Current, threshold: float) -> tuple[float, bool]
     p1 = (n1 - ref_counts.get(first, 0)) / n1
     p2 = (n2 - cur_counts.get(first, 0)) / n2
     pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+    from scipy import stats
+
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1.0 / n1 + 1.0 / n2))
         p_value = float(2 * (1 - stats.norm.cdf(np.abs(z))))
@@ -186,6 +190,8 @@ def _sorted_keys(ref: ColumnProfile, keys: set[str]) -> list[str]:
 
 def _ks(ref: ColumnProfile, cur: Current, threshold: float) -> tuple[float, bool]:
     assert cur.values is not None
+    from scipy import stats
+
     p_value = float(stats.ks_2samp(rebuilt(ref), cur.values)[1])
     return p_value, p_value <= threshold
 
