@@ -1,8 +1,10 @@
 """Onepane's dashboards: ``streamlit run dashboards/app.py`` (``onepane up`` does it).
 
 The persona is chosen on the first visit and kept in the URL (``?persona=ml``); the root
-URL opens that persona's own page. The sidebar lists the persona's page and the incident
-view first, the other personas' pages after them; every link keeps the persona.
+URL opens that persona's own page. The sidebar (Streamlit's own page menu) lists the
+persona's page and the incident view first, the other personas' pages and "Change persona"
+after them; the session keeps the persona and the filters across pages, and each page
+writes them back into its URL.
 """
 
 from __future__ import annotations
@@ -28,26 +30,26 @@ def _pages() -> dict[str, st.Page]:
         key: st.Page(HERE / file, title=title, icon=icon, url_path=path)
         for key, (file, title, icon, path) in PAGES.items()
     }
-    pages["welcome"] = st.Page(HERE / "welcome.py", title="Welcome", default=True)
+    # The root URL: the persona chooser on a first visit, else the persona's own page.
+    welcome = HERE / "welcome.py"
+    pages["welcome"] = st.Page(welcome, title="Welcome", default=True, visibility="hidden")
+    pages["persona"] = st.Page(
+        welcome, title="Change persona", icon=":material/swap_horiz:", url_path="persona"
+    )
     return pages
 
 
-def _menu(pages: dict[str, st.Page], persona: str) -> None:
-    """The sidebar's links: this persona's page and the incident view, then the others."""
-    keep = {"persona": persona}
-    with st.sidebar:
-        st.caption("Your views")
-        for key in (persona, "incident"):
-            st.page_link(pages[key], query_params=keep)
-        st.caption("Other personas")
-        for key in state.PERSONAS:
-            if key != persona:
-                st.page_link(pages[key], query_params=keep)
-        st.caption(f"Persona: **{state.PERSONAS[persona]}**")
-        if st.button("Change persona", key="change-persona"):
-            state.set_param("persona", None)
-            st.switch_page(pages["welcome"])
-        st.divider()
+def _navigation(pages: dict[str, st.Page], persona: str | None) -> st.Page:
+    """Streamlit's own sidebar menu (one element, drawn with the app's frame): this
+    persona's page and the incident view first, the other personas' pages after them."""
+    if persona is None:
+        return st.navigation(list(pages.values()), position="hidden")
+    others = [pages[key] for key in state.PERSONAS if key != persona]
+    sections = {
+        "Your views": [pages[persona], pages["incident"], pages["welcome"]],
+        "Other personas": [*others, pages["persona"]],
+    }
+    return st.navigation(sections, position="sidebar", expanded=True)
 
 
 def main() -> None:
@@ -55,15 +57,14 @@ def main() -> None:
         page_title="Onepane", page_icon=":material/stacked_line_chart:", layout="wide"
     )
     pages = _pages()
-    current = st.navigation(list(pages.values()), position="hidden")
     persona = state.persona()
+    current = _navigation(pages, persona)
     if persona is None:
         current.run()
         return
     state.set_param("persona", persona)
-    if current is pages["welcome"] or current.url_path == "":
+    if current is pages["welcome"] or current.url_path == "" or state.persona_just_chosen():
         st.switch_page(pages[persona], query_params=dict(st.query_params))
-    _menu(pages, persona)
     current.run()
 
 

@@ -21,6 +21,7 @@ PERSONAS = {
 }
 WINDOWS = ("1h", "6h", "24h", "7d", "30d")
 ALL = "all"
+_CHOSEN = "state:persona-chosen"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,17 @@ def persona() -> str | None:
     return chosen if chosen in PERSONAS else None
 
 
+def choose_persona(key: str) -> None:
+    """Keep the persona chosen on the welcome page; the next run opens its page."""
+    set_param("persona", key)
+    st.session_state[_CHOSEN] = True
+
+
+def persona_just_chosen() -> bool:
+    """True once, on the run right after :func:`choose_persona`."""
+    return bool(st.session_state.pop(_CHOSEN, False))
+
+
 def select(
     label: str,
     name: str,
@@ -67,14 +79,44 @@ def select(
     format_func: Callable[[str], str] = str,
 ) -> str:
     """A select box whose choice lives in the URL under ``name``."""
+    return _choice("selectbox", label, name, options, default, where, format_func=format_func)
+
+
+def segments(
+    label: str,
+    name: str,
+    options: Sequence[str],
+    default: str,
+    *,
+    where: Callable[..., object] | None = None,
+    format_func: Callable[[str], str] = str,
+) -> str:
+    """A row of buttons, one always chosen, whose choice lives in the URL under ``name``:
+    for a few fixed options (a window, a chart), one click instead of two and lighter for
+    the browser to draw than a select box."""
+    return _choice(
+        "segmented_control", label, name, options, default, where,
+        format_func=format_func, required=True,
+    )  # fmt: skip
+
+
+def _choice(
+    widget: str,
+    label: str,
+    name: str,
+    options: Sequence[str],
+    default: str,
+    where: Callable[..., object] | None,
+    **kw: Any,
+) -> str:
     options = list(options)
     current = param(name, default)
     if current not in options:
         current = default if default in options else options[0]
     key = f"widget:{name}"
     _keep(key, options, current)
-    box = (where or st).selectbox  # type: ignore[union-attr]
-    value = box(label, options, key=key, format_func=format_func)
+    draw = getattr(where or st, widget)
+    value = draw(label, options, key=key, **kw)
     set_param(name, value)
     return value
 
@@ -113,7 +155,7 @@ def filters(
     team = select("Team", "team", [ALL, *teams], ALL, where=sidebar)
     names = [w["workload"] for w in mine if team == ALL or w.get("team") == team]
     workload = select("Workload", "workload", [ALL, *names], ALL, where=sidebar)
-    window = select("Window", "window", WINDOWS, window_default, where=sidebar)
+    window = segments("Window", "window", WINDOWS, window_default, where=sidebar)
     return Filters(
         persona=persona(),
         team=None if team == ALL else team,

@@ -105,7 +105,7 @@ def flag(label: str, name: str, where: DeltaGenerator) -> bool:
 def form() -> Search:
     """The search form; its values are in the URL, so a search can be shared. The window
     is the sidebar's, as on every page."""
-    window = state.select("Window", "window", state.WINDOWS, "24h", where=st.sidebar)
+    window = state.segments("Window", "window", state.WINDOWS, "24h", where=st.sidebar)
     box = st.form("trace-search", border=True)
     with box:
         first = box.columns(4)

@@ -159,7 +159,7 @@ def latency_panel(doc: Any, totals: list[dict[str, Any]], series: list[dict[str,
     if series:
         # One chart at a time (each drawn costs the first render a few tenths of a second).
         df = charts.frame(series).rename(columns={"key": "version"})
-        shown = state.select(
+        shown = state.segments(
             "Chart", "chart", list(_CHARTS), "latency", format_func=_CHARTS.__getitem__
         )
         if shown == "throughput":

@@ -70,12 +70,12 @@ def show_routes(doc: Mapping[str, Any], groups: Sequence[Mapping[str, Any]], win
         column_config={**_STATS, "max_ms": _ms("max")},
     )
     keys = list(dict.fromkeys(g["key"] for g in groups))
-    left, middle, right = st.columns([3, 1, 1])
+    left, middle, right = st.columns([2, 2, 1])
     route = state.select("Route in the chart", "route", [state.ALL, *keys], state.ALL, where=left)
-    shown = state.select(
+    shown = state.segments(
         "Chart", "chart", list(CHARTS), "latency", where=middle, format_func=CHARTS.__getitem__
     )
-    latency = state.select("Latency", "latency", LATENCIES, "p95", where=right)
+    latency = state.segments("Latency", "latency", LATENCIES, "p95", where=right)
     series = data.route_series(doc, groups, None if route == state.ALL else route)
     if (
         route == state.ALL

@@ -103,7 +103,7 @@ def drift(f: state.Filters, references: Any, options: list[str]) -> Any:
     sections.distribution_panel(docs["distribution"], feature)
     # One history chart at a time: each chart drawn costs the first render a few tenths of
     # a second in the browser.
-    history = state.select(
+    history = state.segments(
         "History", "history", list(HISTORY), "feature", format_func=HISTORY.__getitem__
     )
     if history == "dataset":

@@ -7,7 +7,8 @@ from dashboards import state
 st.title("Onepane")
 st.write(
     "One data layer for app services, ML models and data pipelines, with a view for each "
-    "of the people who run them. Who are you today? (Change it any time in the sidebar.)"
+    "of the people who run them. Who are you today? (Change it any time: **Change persona** "
+    "in the sidebar.)"
 )
 _ABOUT = {
     "app": "latency and errors per route, what a deploy changed, cost per 1k requests",
@@ -25,7 +26,7 @@ for column, (key, name) in zip(columns, state.PERSONAS.items(), strict=True):
             key=f"persona-{key}",
             width="stretch",
         ):
-            state.set_param("persona", key)
+            state.choose_persona(key)
             st.rerun()
 st.divider()
 st.page_link("views/incident.py", label="On call? Look up a trace", icon=":material/emergency:")

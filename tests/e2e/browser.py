@@ -152,6 +152,30 @@ def selected(driver: WebDriver, label: str) -> str | None:
     return driver.find_element(By.CSS_SELECTOR, css).get_attribute("value")
 
 
+def chosen(driver: WebDriver, label: str) -> str | None:
+    """The button chosen in a row of buttons (``st.segmented_control``) labelled ``label``."""
+    css = f'[role="radiogroup"][aria-label="{label}"] [role="radio"][aria-checked="true"]'
+    found = driver.find_elements(By.CSS_SELECTOR, css)
+    return found[0].text.strip() if found else None
+
+
+_MENU_JS = """
+const nav = document.querySelector('[data-testid="stSidebarNav"]');
+if (!nav) return [];
+const copy = nav.cloneNode(true);
+copy.querySelectorAll('[data-testid="stIconMaterial"]').forEach((icon) => icon.remove());
+document.body.appendChild(copy);
+const lines = copy.innerText.split('\\n').map((line) => line.trim()).filter(Boolean);
+copy.remove();
+return lines;
+"""
+
+
+def menu(driver: WebDriver) -> list[str]:
+    """The sidebar's page menu, line by line: section headers and page titles."""
+    return driver.execute_script(_MENU_JS)
+
+
 def exceptions(driver: WebDriver) -> list[str]:
     """The texts of the exception boxes Streamlit shows for an uncaught error."""
     boxes = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')

@@ -214,7 +214,21 @@ def test_welcome_offers_the_personas_and_keeps_the_choice_in_the_url(
     browser.wait_ready(driver)
     assert urlsplit(driver.current_url).path in ("/", "/ml-engineer")  # the persona's home
     shown = _checked(driver, "welcome-chose-ml")
-    assert "Persona: ML engineer" in shown and "fraud-model" in shown, shown
+    assert "fraud-model" in shown, shown
+    # The menu: this persona's page and the incident view first, then the others.
+    assert browser.menu(driver) == [
+        "Your views", "ML engineer", "Incident",
+        "Other personas", "App developer", "Data scientist", "Platform / FinOps",
+        "Change persona",
+    ]  # fmt: skip
+    driver.find_element(By.CSS_SELECTOR, '[data-testid="stSidebarNav"] a[href$="/persona"]').click()
+    WebDriverWait(driver, 30).until(lambda d: urlsplit(d.current_url).path == "/persona")
+    browser.wait_ready(driver, None)
+    driver.find_element(By.CSS_SELECTOR, ".st-key-persona-app button").click()
+    WebDriverWait(driver, 30).until(lambda d: _params(d).get("persona") == "app")
+    browser.wait_ready(driver)
+    assert urlsplit(driver.current_url).path == "/app-developer"
+    assert browser.menu(driver)[:3] == ["Your views", "App developer", "Incident"]
 
 
 def test_incident_shows_one_checkout_trace(driver: WebDriver, onepane: Onepane) -> None:
@@ -240,7 +254,7 @@ def test_filters_stay_in_the_url(driver: WebDriver, onepane: Onepane) -> None:
     _render(driver, onepane.url("app-developer", **wanted), "app-developer-filtered")
     assert _params(driver) | wanted == _params(driver), driver.current_url
     assert browser.selected(driver, "Team") == "payments"
-    assert browser.selected(driver, "Window") == "1h"
+    assert browser.chosen(driver, "Window") == "1h"
 
 
 def test_app_developer_sees_their_routes_and_services(driver: WebDriver, demo: Onepane) -> None:
