@@ -14,8 +14,11 @@ headless Chromium (tests/e2e/browser.py), each page at the URL its links use, ti
 X s") shows and its charts are drawn. Two ways, one warm-up then ``--runs`` each, median and
 max: a new browser each run (nothing cached: a first visit), and a new session each run in
 one browser (cookies and storage cleared, Streamlit's scripts in the HTTP cache: a returning
-user opening a link); with the page's own figure. Last, each page once more through a
-recording proxy in front of the API: every call it made, when and how long it took.
+user opening a link); with the page's own figure. First, as this machine's floor, the same
+timing of bench/reference_page.py: Streamlit with a title (and then with one Altair chart),
+reading nothing; each page's new-session median is also printed above those two. Last,
+each page once more through a recording proxy in front of the API: every call it made, when
+and how long it took.
 
     python bench/dashboards.py [--runs 5] [--spans 10000000]
 """
@@ -87,6 +90,29 @@ def pages(trace_id: str) -> list[Page]:
         Page("incident (10-span trace)", incident + trace_id),
         Page(f"incident ({data.BIG_TRACE_SPANS:,}-span trace)", incident + data.BIG_TRACE_ID),
     ]
+
+
+REFERENCE = _BENCH / "reference_page.py"
+REFERENCE_PAGES = [
+    Page("reference: bare page", "/?bare=1"),
+    Page("reference: one chart", "/?chart=1"),
+]
+
+
+def reference(api_url: str, runs: int) -> dict[str, float]:
+    """The floor on this machine: bench/reference_page.py (a title; then also one Altair
+    chart) timed as the pages are; the medians of its new-session renders."""
+    child, url = dashboard.start(api_url, "127.0.0.1", _free_port(), app=REFERENCE)
+    floor = {}
+    try:
+        for page in REFERENCE_PAGES:
+            result = time_page(url, page, runs)
+            report(page, result)
+            floor[page.name] = median(result.cached)
+    finally:
+        child.terminate()
+        child.wait(15)
+    return floor
 
 
 # The store ---------------------------------------------------------------------------------
@@ -236,16 +262,23 @@ def time_page(base_url: str, page: Page, runs: int) -> Result:
     return result
 
 
-def report(page: Page, result: Result) -> None:
+def report(page: Page, result: Result, floor: dict[str, float] | None = None) -> None:
     def figures(times: list[float]) -> str:
         mid = median(times)
         verdict = "met" if mid <= TARGET_S else "NOT met"
         return f"median {mid:5.2f} s, max {max(times):5.2f} s ({verdict})"
 
     own = f"{median(result.own):.2f} s" if result.own else "–"
+    above = ""
+    if floor:
+        bare, chart = floor["reference: bare page"], floor["reference: one chart"]
+        mid = median(result.cached)
+        above = (
+            f"; new session {mid - bare:+.2f} s on the bare page, {mid - chart:+.2f} s on one chart"
+        )
     print(
         f"{page.name:<30} new browser: {figures(result.cold)}; new session, scripts cached: "
-        f"{figures(result.cached)}; the page says {own} (median)",
+        f"{figures(result.cached)}; the page says {own} (median){above}",
         flush=True,
     )
 
@@ -358,13 +391,14 @@ def main() -> None:
           f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
     try:
         with server_with_history(store) as server:
+            print(f"first render in headless Chromium, median and max of {args.runs} after "
+                  f"a warm-up; target ≤ {TARGET_S:.0f} s:", flush=True)  # fmt: skip
+            floor = reference(server.api_url, args.runs)
             child, url = dashboard.start(server.api_url, "127.0.0.1", _free_port())
             try:
                 page_list = pages(checkout_trace(server.api_url))
-                print(f"first render in headless Chromium, median and max of {args.runs} after "
-                      f"a warm-up; target ≤ {TARGET_S:.0f} s:", flush=True)  # fmt: skip
                 for page in page_list:
-                    report(page, time_page(url, page, args.runs))
+                    report(page, time_page(url, page, args.runs), floor)
             finally:
                 child.terminate()
                 child.wait(15)

@@ -12,7 +12,7 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlencode
 
@@ -83,20 +83,38 @@ def get_many(requests: Mapping[str, tuple[str, Params | None]]) -> dict[str, Any
 
     Each value is the document, or the ApiError it raised, so one failing panel does not
     blank the page."""
+    return start_many(requests).result()
+
+
+def start_many(requests: Mapping[str, tuple[str, Params | None]]) -> Pending:
+    """Start several GETs at once and return at once: a page starts a slow call it needs
+    last, draws what it can meanwhile, then takes the answers with ``.result()``."""
     token = auth.token()  # here: the worker threads cannot read the session
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(requests)))) as pool:
-        futures = {
-            name: pool.submit(get, path, params, token) for name, (path, params) in requests.items()
-        }
-    out: dict[str, Any] = {}
-    for name, future in futures.items():
-        try:
-            out[name] = future.result()
-        except ApiError as exc:
-            out[name] = exc
-            if isinstance(exc, AuthRequired):
-                auth.ask(str(exc))  # in the page's thread, where widgets can be drawn
-    return out
+    pool = ThreadPoolExecutor(max_workers=max(1, min(8, len(requests))))
+    futures = {
+        name: pool.submit(get, path, params, token) for name, (path, params) in requests.items()
+    }
+    pool.shutdown(wait=False)  # the threads end with their calls
+    return Pending(futures)
+
+
+class Pending:
+    """GETs under way (:func:`start_many`)."""
+
+    def __init__(self, futures: Mapping[str, Future[dict[str, Any]]]) -> None:
+        self._futures = futures
+
+    def result(self) -> dict[str, Any]:
+        """Each call's document, or the ApiError it raised (as :func:`get_many`)."""
+        out: dict[str, Any] = {}
+        for name, future in self._futures.items():
+            try:
+                out[name] = future.result()
+            except ApiError as exc:
+                out[name] = exc
+                if isinstance(exc, AuthRequired):
+                    auth.ask(str(exc))  # in the page's thread, where widgets can be drawn
+        return out
 
 
 def _error_text(body: bytes) -> str:

@@ -24,20 +24,24 @@ def app_path() -> Path:
     return Path(spec.origin).with_name("app.py")
 
 
-def command(host: str, port: int) -> list[str]:
+def command(host: str, port: int, app: Path | None = None) -> list[str]:
+    """``streamlit run`` of the dashboards (or of another Streamlit script, ``app``)."""
     return [
-        sys.executable, "-m", "streamlit", "run", str(app_path()),
+        sys.executable, "-m", "streamlit", "run", str(app or app_path()),
         "--server.address", host, "--server.port", str(port), "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--logger.level", "warning",
         "--client.toolbarMode", "viewer", "--server.fileWatcherType", "none",
     ]  # fmt: skip
 
 
-def start(api_url: str, host: str, port: int) -> tuple[subprocess.Popen[bytes], str]:
-    """Start the app on ``host:port`` and wait until it answers; the process and its URL."""
+def start(
+    api_url: str, host: str, port: int, app: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the app (or ``app``, another Streamlit script) on ``host:port`` and wait until
+    it answers; the process and its URL."""
     env = {**os.environ, "ONEPANE_SERVER": api_url}
     child = subprocess.Popen(
-        command(host, port), env=env, stdout=subprocess.DEVNULL, start_new_session=True
+        command(host, port, app), env=env, stdout=subprocess.DEVNULL, start_new_session=True
     )
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{shown}:{port}"

@@ -4,8 +4,9 @@ dataset's drift share, the latest Evidently report — and the pipeline runs wit
 duration, status and cost.
 
 Three rounds of parallel calls: the workloads and drift references (the selectors), then
-the model's runs, its per-feature history and the pipeline runs, then the latest run and
-the chosen feature's distributions.
+the model's runs and its per-feature history, then the latest run and the chosen
+feature's distributions; the pipeline runs (the slowest call: their cost is computed) are
+asked for as soon as the filters are known and read last.
 """
 
 from __future__ import annotations
@@ -68,15 +69,14 @@ def headline(run: Any) -> None:
     fourth.metric("Predictions judged", f"{run['rows']:,}")
 
 
-def drift(f: state.Filters, references: Any, options: list[str]) -> Any:
-    """The drift panels of the chosen model and feature; the pipeline runs' document."""
+def drift(f: state.Filters, references: Any, options: list[str]) -> None:
+    """The drift panels of the chosen model and feature."""
     left, right = st.columns(2)
     model = state.select("Model", "model", options, options[0], where=left)
     docs = api.get_many(
         {
             "runs": ("/api/v1/drift/runs", {"model": model, "limit": RUNS_READ}),
             "columns": ("/api/v1/drift/columns", {"model": model, "limit": RUNS_READ}),
-            "pipelines": ("/api/v1/pipelines/runs", pipeline_params(f)),
         }
     )
     runs = [] if isinstance(docs["runs"], api.ApiError) else docs["runs"]["runs"]
@@ -85,7 +85,7 @@ def drift(f: state.Filters, references: Any, options: list[str]) -> Any:
     if not features:
         ui.failed(docs["runs"], "drift runs")
         st.info(f"{model}'s reference holds no feature.")
-        return docs["pipelines"]
+        return
     top = most_drifted(docs["columns"], latest["run_id"] if latest else None)
     feature = state.select("Feature", "feature", features, top or features[0], where=right)
     third = {
@@ -111,7 +111,6 @@ def drift(f: state.Filters, references: Any, options: list[str]) -> Any:
     else:
         sections.score_panel(docs["columns"], feature)
     sections.report_panel(run if isinstance(run, dict) else None)
-    return docs["pipelines"]
 
 
 def pipeline_params(f: state.Filters) -> api.Params:
@@ -140,8 +139,8 @@ def main() -> None:
 def render(docs: dict[str, Any]) -> None:
     catalog = docs["workloads"]["workloads"]
     f = state.filters(catalog, KINDS)
+    pipelines = api.start_many({"runs": ("/api/v1/pipelines/runs", pipeline_params(f))})
     references = docs["references"]
-    pipelines = None
     if ui.failed(references, "drift references"):
         references = None  # shown; the pipeline runs below still are
     elif not references["references"]:
@@ -151,12 +150,10 @@ def render(docs: dict[str, Any]) -> None:
         mine = set(state.workloads_of(catalog, f, KINDS)) if narrowed else None
         options = model_options(references, docs.get("models"), mine)
         if options:
-            pipelines = drift(f, references, options)
+            drift(f, references, options)
         else:
             st.info("No model of these workloads has a drift reference; widen the filters.")
-    if pipelines is None:
-        pipelines = api.get_many({"p": ("/api/v1/pipelines/runs", pipeline_params(f))})["p"]
-    sections.pipelines_panel(pipelines)
+    sections.pipelines_panel(pipelines.result()["runs"])
 
 
 main()
