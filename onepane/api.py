@@ -25,7 +25,7 @@ from onepane.errors import (
     PayloadTooLarge,
 )
 from onepane.tokenapi import TokenService
-from store import gpu, inventory, logs, search, stats, traces
+from store import gpu, inventory, logs, search, stats, tracefold, traces
 from store import metrics as metric_store
 from store.db import ReadCursors
 from store.window import Window, window
@@ -58,6 +58,9 @@ _COST_ROUTES: dict[str, tuple[Callable[[Any, dict[str, str]], Any], set[str] | N
     "/api/v1/workloads": (lambda c, q: costapi.workloads(c), set()),
     "/api/v1/billing/imports": (lambda c, q: costapi.imports(c), set()),
 }
+
+
+_MAX_INT = 1_000_000_000  # the largest whole-number parameter (a limit, spans=N)
 
 
 @dataclass
@@ -231,10 +234,7 @@ class ApiHandler(httpbase.Handler):
             query = self._trace_query()
             self._read(lambda cursor: {"traces": search.search(cursor, query)})
         elif path.startswith("/api/v1/traces/"):
-            trace_id = path.removeprefix("/api/v1/traces/")
-            self._json(
-                200, self._team_trace(self._read_value(lambda c: traces.get_trace(c, trace_id)))
-            )
+            self._trace(path.removeprefix("/api/v1/traces/"))
         elif path == "/api/v1/metrics":
             self._read(
                 lambda c: {"metrics": metric_store.catalog(c, self._window(), **self._who())}
@@ -340,12 +340,22 @@ class ApiHandler(httpbase.Handler):
     def _who(self) -> dict[str, str | None]:
         return {"workload": self.query.get("workload"), "service": self.query.get("service")}
 
+    def _trace(self, trace_id: str) -> None:
+        """One trace; with ``spans=N`` folded to the N spans that explain it."""
+        cap = self._int("spans", 0)
+        if "spans" in self.query and cap < 1:
+            raise BadRequest("spans must be at least 1 (the most spans the answer lists)")
+        doc = self._team_trace(self._read_value(lambda c: traces.get_trace(c, trace_id)))
+        self._json(200, tracefold.fold(doc, cap) if cap else doc)
+
     def _int(self, name: str, default: int) -> int:
         text = self.query.get(name)
         if text is None:
             return default
         if not (text.isascii() and text.isdigit()):  # int() would fail on '²'
             raise BadRequest(f"{name} must be a whole number, got {text[:20]!r}")
+        if len(text) > len(str(_MAX_INT)) or int(text) > _MAX_INT:  # past DuckDB's BIGINT
+            raise BadRequest(f"{name} must be at most {_MAX_INT:,}, got {text[:20]!r}")
         return int(text)
 
     def _trace_query(self) -> search.TraceQuery:

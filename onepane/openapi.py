@@ -167,7 +167,18 @@ _TRACE = {
         "spans": {
             "type": "array",
             "items": _SPAN,
-            "description": "every span, in depth-first order, children by start time",
+            "description": "every span (with spans=N: those kept), in depth-first order, "
+            "children by start time",
+        },
+        "spans_shown": {
+            "type": "integer",
+            "description": "with spans=N: how many of span_count the document lists",
+        },
+        "folded_logs": {
+            "type": "array",
+            "items": _LOG,
+            "description": "with spans=N: the log records of the spans left out, each with "
+            "its span_name",
         },
     },
 }
@@ -873,7 +884,15 @@ def _document() -> dict[str, Any]:
                             "required": True,
                             "description": "the 32 hex characters, or a unique prefix of 8+",
                             "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{8,32}$"},
-                        }
+                        },
+                        _query(
+                            "spans",
+                            "fold the trace to at most this many spans: the roots, failed "
+                            "spans, the critical path's and the longest, with their parents "
+                            "(the rest's log records in folded_logs; counts, critical path "
+                            "and time split stay the whole trace's)",
+                            {"type": "integer", "minimum": 1},
+                        ),
                     ],
                     "responses": {
                         "200": {

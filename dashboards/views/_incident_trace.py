@@ -7,12 +7,13 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboards import state, tables, ui
+from dashboards import api, state, tables, ui
 from dashboards.charts import ROLE_COLORS
 from dashboards.views import _incident_waterfall as waterfall
 from dashboards.views._incident_traces import started
@@ -32,9 +33,21 @@ def show(doc: Doc, catalog: Sequence[Mapping[str, Any]]) -> None:
         links(doc, catalog)
     errors(doc)
     logs(doc)
-    # Drawn on demand: a trace may hold thousands of spans (the waterfall folds them).
+    # Drawn on demand: a trace may hold thousands of spans (the page reads it folded).
     if st.toggle(f"Show all {doc['span_count']:,} spans as a table", key="incident-all-spans"):
-        tables.show(span_frame(doc["spans"]), key="incident-spans")
+        spans = every_span(doc)
+        if spans is not None:
+            tables.show(span_frame(spans), key="incident-spans")
+
+
+def every_span(doc: Doc) -> list[dict[str, Any]] | None:
+    """The trace's spans, all of them: asked for again, unfolded, when the page's copy was
+    folded (None, with the API's message shown, when that fails)."""
+    if doc.get("spans_shown", doc["span_count"]) >= doc["span_count"]:
+        return doc["spans"]
+    path = f"/api/v1/traces/{quote(doc['trace_id'], safe='')}"
+    full = api.get_many({"trace": (path, None)})["trace"]
+    return None if ui.failed(full, "every span of the trace") else full["spans"]
 
 
 def header(doc: Doc) -> None:
@@ -152,11 +165,16 @@ def links(doc: Doc, catalog: Sequence[Mapping[str, Any]]) -> None:
 
 def errors(doc: Doc) -> None:
     failed = [span for span in doc["spans"] if waterfall.failed(span)]
-    st.markdown(f"**Failed spans** ({len(failed)})")
+    st.markdown(f"**Failed spans** ({doc['error_count']:,})")
     if not failed:
         st.caption("No span of this trace failed.")
         return
     tables.show(error_frame(failed), key="incident-errors")
+    if doc["error_count"] > len(failed):
+        st.caption(
+            f"{doc['error_count'] - len(failed):,} more failed spans are in the table of all "
+            "spans (the waterfall shows its first failures)."
+        )
 
 
 def error_frame(spans: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -189,8 +207,10 @@ def logs(doc: Doc) -> None:
 
 def log_frame(doc: Doc) -> pd.DataFrame:
     """Every log record of the trace, oldest first: those written inside a stored span
-    (named) and those whose span is not stored."""
+    (named; also those of spans a folded trace leaves out) and those whose span is not
+    stored."""
     records = [(span["name"], record) for span in doc["spans"] for record in span.get("logs") or []]
+    records += [(record["span_name"], record) for record in doc.get("folded_logs") or []]
     records += [("(span not stored)", record) for record in doc.get("logs") or []]
     rows = [
         {

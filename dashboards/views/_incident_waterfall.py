@@ -3,9 +3,9 @@ on the trace's time axis, coloured by role, the critical path drawn over the bar
 failed spans outlined and marked.
 
 A trace of thousands of spans would give a chart nobody can read and a browser that
-stalls, so past ``MAX_ROWS`` the chart keeps the spans that explain the trace — the
+stalls, so the page asks the server for the trace folded to ``MAX_ROWS`` spans — the
 roots, the failed spans, the spans with the most time on the critical path, then the
-longest — each with its parents, and the page says how many it left out.
+longest, each with its parents — and says how many it left out.
 """
 
 from __future__ import annotations
@@ -47,48 +47,10 @@ def failed(span: Span) -> bool:
     return (span.get("status") or {}).get("code") == "ERROR"
 
 
-def keep(spans: Sequence[Span], cap: int = MAX_ROWS) -> list[int]:
-    """Indexes (in tree order) of the spans the chart shows: all of them up to ``cap``,
-    else the roots, failed spans, critical-path spans and the longest, with parents."""
-    if len(spans) <= cap:
-        return list(range(len(spans)))
-    order = _priority(spans)
-    must = [i for i in order if spans[i].get("depth", 0) == 0 or failed(spans[i])]
-    chosen = set(must[:cap])  # the roots and failed spans first, then their parents
-    index = {span["span_id"]: i for i, span in enumerate(spans)}
-    for first in order:
-        room = cap - len(chosen)
-        if room <= 0:
-            break
-        chain: list[int] = []
-        at = index.get(spans[first].get("parent_span_id") or "") if first in chosen else first
-        while at is not None and at not in chosen and len(chain) < room:
-            chain.append(at)
-            at = index.get(spans[at].get("parent_span_id") or "")
-        # A chain that does not fit (a very deep trace) keeps only the span itself.
-        if chain:
-            chosen.update(chain if at is None or at in chosen else chain[:1])
-    return sorted(chosen)
-
-
-def _priority(spans: Sequence[Span]) -> list[int]:
-    def rank(i: int) -> tuple[int, float]:
-        span = spans[i]
-        if span.get("depth", 0) == 0:
-            return (0, 0.0)
-        if failed(span):
-            return (1, -span["duration_ms"])
-        if span.get("critical_path_ms"):
-            return (2, -span["critical_path_ms"])
-        return (3, -span["duration_ms"])
-
-    return sorted(range(len(spans)), key=rank)
-
-
-def build(doc: Mapping[str, Any], cap: int = MAX_ROWS) -> Waterfall:
-    """The chart's rows for a trace document."""
-    spans = doc.get("spans") or []
-    shown = [spans[i] for i in keep(spans, cap)]
+def build(doc: Mapping[str, Any]) -> Waterfall:
+    """The chart's rows for a trace document, folded by the server to ``MAX_ROWS`` spans
+    (``GET /api/v1/traces/{id}?spans=200``: store/tracefold.py)."""
+    shown = doc.get("spans") or []
     labels = _labels(shown)
     rows = [_row(span, label) for span, label in zip(shown, labels, strict=True)]
     by_id = {span["span_id"]: label for span, label in zip(shown, labels, strict=True)}
@@ -105,7 +67,7 @@ def build(doc: Mapping[str, Any], cap: int = MAX_ROWS) -> Waterfall:
     return Waterfall(
         spans=pd.DataFrame(rows, columns=_ROW_COLUMNS),
         critical=pd.DataFrame(critical, columns=["label", "start_ms", "end_ms", "critical_ms"]),
-        total=len(spans),
+        total=doc.get("span_count", len(shown)),
     )
 
 

@@ -16,6 +16,7 @@ from dashboards import api, state, ui
 from dashboards.views import _incident_search as search
 from dashboards.views import _incident_trace as trace_view
 from dashboards.views import _incident_traces as summaries
+from dashboards.views import _incident_waterfall as waterfall
 
 EMPTY_HOW = (
     "Traces arrive over OTLP from your services' OpenTelemetry SDKs or an OTel Collector; "
@@ -29,7 +30,10 @@ def load(trace_id: str, query: search.Search) -> dict[str, Any]:
         "results": ("/api/v1/traces", query.params()),
     }
     if trace_id:
-        requests["trace"] = (f"/api/v1/traces/{quote(trace_id, safe='')}", None)
+        # Folded by the server to the spans the waterfall draws: a trace of thousands of
+        # spans is megabytes unfolded (the table of every span asks for them on demand).
+        path = f"/api/v1/traces/{quote(trace_id, safe='')}"
+        requests["trace"] = (path, {"spans": waterfall.MAX_ROWS})
         requests["catalog"] = ("/api/v1/workloads", None)
     return api.get_many(requests)
 
