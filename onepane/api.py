@@ -346,7 +346,7 @@ class ApiHandler(httpbase.Handler):
         if "spans" in self.query and cap < 1:
             raise BadRequest("spans must be at least 1 (the most spans the answer lists)")
         doc = self._team_trace(self._read_value(lambda c: traces.get_trace(c, trace_id)))
-        self._json(200, tracefold.fold(doc, cap) if cap else doc)
+        self._json(200, tracefold.fold(doc, cap or doc["span_count"]))  # unfolded: all spans
 
     def _int(self, name: str, default: int) -> int:
         text = self.query.get(name)

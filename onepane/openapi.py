@@ -172,13 +172,14 @@ _TRACE = {
         },
         "spans_shown": {
             "type": "integer",
-            "description": "with spans=N: how many of span_count the document lists",
+            "description": "how many of span_count the document lists (all of them "
+            "without spans=N)",
         },
         "folded_logs": {
             "type": "array",
             "items": _LOG,
-            "description": "with spans=N: the log records of the spans left out, each with "
-            "its span_name",
+            "description": "the log records of the spans spans=N left out, each with its "
+            "span_name (empty when nothing was left out)",
         },
     },
 }
